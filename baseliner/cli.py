@@ -1,0 +1,232 @@
+"""The ``baseliner`` command: parse, call the pipeline, render. No logic of its own.
+
+Exit codes: 0 success; 1 ``diff --fail-on`` found a finding at or above the severity;
+2 usage, configuration or input error; 3 a partial snapshot (some scope failed);
+4 the database cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__, pipeline, report
+from .config import DEFAULT_CONFIG, Config, load
+from .errors import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    BaselinerError,
+)
+from .model import Severity
+from .store import Store, open_store
+
+logger = logging.getLogger("baseliner")
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "snapshots" / "sample"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors already; keep its message to one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"baseliner: error: {message} (see 'baseliner --help')\n")
+
+
+def _format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="output as a terminal table (default) or JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="baseliner",
+        description="Inventory compute instances across clouds and report drift.",
+    )
+    parser.add_argument("--config", type=Path, metavar="PATH",
+                        help=f"configuration file (default: {DEFAULT_CONFIG}, optional)")
+    parser.add_argument("--db", type=Path, metavar="PATH",
+                        help="snapshot database (overrides [store] path)")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress bar and only errors on stderr")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log progress at INFO")
+    parser.add_argument("--version", action="version", version=f"baseliner {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     parser_class=_Parser)
+
+    p = commands.add_parser("collect", help="collect a snapshot and store it")
+    p.add_argument("--from-export", type=Path, action="append", default=[], metavar="PATH",
+                   help="read saved CLI exports (a file or a directory of *.json) instead of "
+                        "calling the clouds; repeatable")
+    _format_option(p)
+
+    p = commands.add_parser("snapshots", help="list stored snapshots")
+    _format_option(p)
+
+    p = commands.add_parser("diff", help="findings between two snapshots")
+    p.add_argument("old", nargs="?", metavar="OLD",
+                   help="snapshot id, latest or latest~N (default: the one before NEW)")
+    p.add_argument("new", nargs="?", metavar="NEW", help="snapshot reference (default: latest)")
+    p.add_argument("--fail-on", choices=[str(s) for s in Severity], metavar="SEVERITY",
+                   help="exit 1 when a finding at or above SEVERITY (info, low, medium, high) "
+                        "exists")
+    _format_option(p)
+
+    p = commands.add_parser("show", help="one instance's record, by instance id or key")
+    p.add_argument("ident", metavar="ID|KEY", help="instance id (i-0abc...) or key "
+                                                   "(aws:<account>:<instance-id>)")
+    p.add_argument("--snapshot", metavar="REF",
+                   help="as of this snapshot (default: the newest that holds it)")
+    _format_option(p)
+
+    p = commands.add_parser("demo", help="collect the bundled sample estate twice and diff it")
+    p.add_argument("--sample-dir", type=Path, default=SAMPLE_DIR, metavar="PATH",
+                   help="directory holding t1/ and t2/ export folders (default: the bundled "
+                        "snapshots/sample)")
+    _format_option(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _logging(args)
+    from rich.console import Console
+
+    out = Console(highlight=False, soft_wrap=False)
+    err = Console(stderr=True, highlight=False)
+    try:
+        return COMMANDS[args.command](args, out, err)
+    except BaselinerError as exc:
+        err.print(f"baseliner: error: {exc}", markup=False, highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("baseliner: interrupted; nothing was stored", markup=False)
+        return 130
+
+
+def _logging(args: argparse.Namespace) -> None:
+    level = logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    for noisy in ("botocore", "boto3", "urllib3", "azure", "google"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load(args.config)
+
+
+def _db_path(args: argparse.Namespace, config: Config) -> Path:
+    return args.db or config.store.path
+
+
+def _print(out: Any, args: argparse.Namespace, data: Any, renderable: Any) -> None:
+    if args.format == "json":
+        out.print(report.dumps(data), markup=False, highlight=False, soft_wrap=True)
+    else:
+        out.print(renderable)
+
+
+class _Bar:
+    """A rich progress bar of scopes done/total on a terminal; nothing otherwise."""
+
+    def __init__(self, err: Any, enabled: bool) -> None:
+        self.progress = None
+        if enabled and err.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.progress = Progress(
+                TextColumn("collecting"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.description}"), console=err, transient=True,
+            )
+            self.task = self.progress.add_task("", total=None)
+
+    def __enter__(self) -> _Bar:
+        if self.progress:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress:
+            self.progress.stop()
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        if self.progress:
+            self.progress.update(self.task, completed=done, total=total, description=label)
+
+
+def cmd_collect(args: argparse.Namespace, out: Any, err: Any) -> int:
+    config = _config(args)
+    with open_store(_db_path(args, config), create=True) as store:
+        with _Bar(err, not args.quiet) as bar:
+            snapshot = pipeline.collect(config, args.from_export, bar)
+        snapshot_id = store.write_snapshot(snapshot)
+    _print(out, args, report.collect_json(snapshot_id, snapshot),
+           report.collect_summary(snapshot_id, snapshot))
+    return EXIT_OK if snapshot.status == "complete" else EXIT_PARTIAL
+
+
+def cmd_snapshots(args: argparse.Namespace, out: Any, err: Any) -> int:
+    with open_store(_db_path(args, _config(args))) as store:
+        infos = store.snapshots()
+    _print(out, args, [i.to_dict() for i in infos], report.snapshots_table(infos))
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace, out: Any, err: Any) -> int:
+    with open_store(_db_path(args, _config(args))) as store:
+        return _diff(store, args, out)
+
+
+def _diff(store: Store, args: argparse.Namespace, out: Any) -> int:
+    old_id, new_id = pipeline.resolve_pair(store, args.old, args.new)
+    result = pipeline.diff(store, old_id, new_id)
+    _print(out, args, report.diff_json(result), report.diff_renderable(result))
+    threshold = getattr(args, "fail_on", None)
+    if threshold and any(f.severity.rank >= Severity(threshold).rank for f in result.findings):
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace, out: Any, err: Any) -> int:
+    with open_store(_db_path(args, _config(args))) as store:
+        snapshot_id = store.resolve(args.snapshot) if args.snapshot else None
+        found_in, record = store.find(args.ident, snapshot_id)
+    _print(out, args, report.record_json(found_in, record),
+           report.record_renderable(found_in, record))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, out: Any, err: Any) -> int:
+    moments = [args.sample_dir / "t1", args.sample_dir / "t2"]
+    for moment in moments:
+        if not moment.is_dir():
+            from .errors import InputError
+
+            raise InputError(f"{moment}: sample export folder not found")
+    with (
+        tempfile.TemporaryDirectory(prefix="baseliner-demo-") as tmp,
+        open_store(Path(tmp) / "demo.db", create=True) as store,
+    ):
+        for moment in moments:
+            snapshot = pipeline.collect(Config(), [moment])
+            snapshot_id = store.write_snapshot(snapshot)
+            if args.format == "table":
+                out.print(report.collect_summary(snapshot_id, snapshot))
+        args.old, args.new, args.fail_on = None, None, None
+        return _diff(store, args, out)
+
+
+COMMANDS = {
+    "collect": cmd_collect,
+    "snapshots": cmd_snapshots,
+    "diff": cmd_diff,
+    "show": cmd_show,
+    "demo": cmd_demo,
+}

@@ -1,0 +1,100 @@
+"""Fan-out over every unit of work in a bounded pool; one outcome per scope.
+
+Nothing is swallowed: a unit that raises becomes failed scopes carrying the error text,
+which the diff then reports as a coverage gap instead of a deletion.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import UTC, datetime
+
+from .errors import ProviderError
+from .model import InstanceRecord, Outcome, Scope, ScopeResult, Snapshot
+from .providers import Plan, UnitResult, WorkUnit
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+"""Called as progress(done, total, label) after each unit; the CLI draws a bar with it."""
+
+
+def now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def run_plan(plan: Plan, max_workers: int, progress: Progress | None = None) -> UnitResult:
+    """Run every unit of ``plan``; returns all records and every scope's outcome."""
+    out = UnitResult(records=[], scopes=list(plan.results))
+    total = len(plan.units)
+    if progress:
+        progress(0, total, "")
+    if not plan.units:
+        return out
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, total))) as pool:
+        futures = {pool.submit(_run_unit, unit): unit for unit in plan.units}
+        for done, future in enumerate(as_completed(futures), 1):
+            result = future.result()
+            out.records.extend(result.records)
+            out.scopes.extend(result.scopes)
+            if progress:
+                progress(done, total, futures[future].label)
+    return out
+
+
+def _run_unit(unit: WorkUnit) -> UnitResult:
+    started = time.monotonic()
+    try:
+        result = unit.run()
+    except ProviderError as exc:
+        return _failed(unit, str(exc), started)
+    except Exception as exc:  # recorded as a failed scope with its error, never dropped
+        logger.exception("unexpected error collecting %s", unit.label)
+        return _failed(unit, f"{type(exc).__name__}: {exc}", started)
+    for scope_result in result.scopes:
+        if scope_result.outcome is Outcome.FAILED:
+            logger.warning("%s failed: %s", scope_result.scope, scope_result.detail)
+        else:
+            logger.info("collected %d instances in %s", scope_result.instance_count,
+                        scope_result.scope)
+    return result
+
+
+def _failed(unit: WorkUnit, error: str, started: float) -> UnitResult:
+    duration = time.monotonic() - started
+    logger.warning("%s failed: %s", unit.label, error)
+    return UnitResult(
+        records=[],
+        scopes=[ScopeResult(s, Outcome.FAILED, error, 0, duration) for s in unit.scopes],
+    )
+
+
+def build_snapshot(
+    records: Iterable[InstanceRecord],
+    scopes: Iterable[ScopeResult],
+    source: str,
+    taken_at: str | None = None,
+) -> Snapshot:
+    """Assemble a snapshot, deduplicating keys and ordering everything deterministically."""
+    by_key: dict[str, InstanceRecord] = {}
+    for record in records:
+        by_key[record.key] = record
+    by_scope: dict[Scope, ScopeResult] = {}
+    for result in scopes:
+        previous = by_scope.get(result.scope)
+        # Keep the worst outcome when two units report on the same scope.
+        if previous is None or _rank(result) > _rank(previous):
+            by_scope[result.scope] = result
+    return Snapshot(
+        taken_at=taken_at or now(),
+        records=tuple(by_key[k] for k in sorted(by_key)),
+        scopes=tuple(by_scope[s] for s in sorted(by_scope)),
+        source=source,
+    )
+
+
+def _rank(result: ScopeResult) -> int:
+    return {Outcome.OK: 0, Outcome.SKIPPED: 1, Outcome.FAILED: 2}[result.outcome]

@@ -1,0 +1,301 @@
+"""Changes between two snapshots: a hash join first, field-level detail only where needed.
+
+1. Every key's (document hash, fingerprint, state) is compared; equal hashes are done.
+2. Keys whose fingerprint differs are *modified*; only those bodies are loaded, and only
+   their differing top-level provider fields go through DeepDiff.
+3. A run-state transition is its own lifecycle change (*started* / *stopped*), never a
+   modification.
+4. Creations and deletions are reported only for scopes collected successfully in both
+   snapshots. Any other scope yields one ``coverage_gap`` finding saying what could not be
+   verified (invariant 1: no false deletions).
+
+Pure: the store is reached only through the ``load`` callable it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from deepdiff import DeepDiff
+
+from .fingerprint import SHADOWED_RAW_KEYS, VOLATILE_FIELDS, strip_volatile
+from .model import (
+    ALL,
+    Change,
+    Entry,
+    Finding,
+    InstanceRecord,
+    Outcome,
+    Scope,
+    ScopeResult,
+    Severity,
+    State,
+)
+
+RUNNING_STATES = frozenset({State.PENDING, State.RUNNING})
+STOPPED_STATES = frozenset({State.STOPPING, State.STOPPED, State.SUSPENDED, State.TERMINATED})
+
+Loader = Callable[[Iterable[int]], Mapping[int, InstanceRecord]]
+
+
+@dataclass(frozen=True)
+class Side:
+    """What the diff needs of one snapshot."""
+
+    entries: Mapping[str, Entry]
+    scopes: Iterable[ScopeResult]
+
+
+def diff(old: Side, new: Side, load: Loader) -> list[Finding]:
+    """Findings (severity and techniques not yet assigned) in a deterministic order."""
+    old_scopes = _outcomes(old.scopes)
+    new_scopes = _outcomes(new.scopes)
+
+    def comparable(scope: Scope) -> bool:
+        return (
+            _outcome(old_scopes, scope) is Outcome.OK
+            and _outcome(new_scopes, scope) is Outcome.OK
+        )
+
+    findings: list[Finding] = []
+    modified: list[tuple[Entry, Entry]] = []
+    unverified: dict[Scope, dict[str, int]] = {}
+    for key in sorted(old.entries.keys() | new.entries.keys()):
+        before, after = old.entries.get(key), new.entries.get(key)
+        if before is not None and after is not None:
+            if before.hash == after.hash:
+                continue
+            if before.fingerprint != after.fingerprint:
+                modified.append((before, after))
+            lifecycle = _lifecycle(before.state, after.state)
+            if lifecycle:
+                findings.append(_instance_finding(lifecycle, after, (
+                    Change("state", str(before.state), str(after.state)),)))
+        elif after is not None:
+            if comparable(after.scope):
+                findings.append(_instance_finding("instance_created", after, ()))
+            else:
+                unverified.setdefault(after.scope, {"appeared": 0, "missing": 0})["appeared"] += 1
+        elif before is not None:
+            if comparable(before.scope):
+                findings.append(_instance_finding("instance_deleted", before, ()))
+            else:
+                unverified.setdefault(before.scope, {"appeared": 0, "missing": 0})["missing"] += 1
+
+    if modified:
+        bodies = load([e.document_id for pair in modified for e in pair])
+        for before, after in modified:
+            changes = record_changes(bodies[before.document_id], bodies[after.document_id])
+            findings.append(_instance_finding("instance_modified", after, tuple(changes)))
+
+    findings.extend(_coverage_gaps(old_scopes, new_scopes, old.entries, new.entries, unverified))
+    findings.sort(key=_order)
+    return findings
+
+
+# ---------------------------------------------------------------- scopes
+
+
+def _outcomes(results: Iterable[ScopeResult]) -> dict[Scope, ScopeResult]:
+    return {r.scope: r for r in results}
+
+
+def _lookup(results: Mapping[Scope, ScopeResult], scope: Scope) -> ScopeResult | None:
+    """The outcome recorded for ``scope``: its own, else the worst wildcard covering it."""
+    exact = results.get(scope)
+    if exact is not None:
+        return exact
+    covering = [r for s, r in results.items() if s.covers(scope)]
+    if not covering:
+        return None
+    return max(covering, key=lambda r: _OUTCOME_RANK[r.outcome])
+
+
+_OUTCOME_RANK = {Outcome.OK: 0, Outcome.SKIPPED: 1, Outcome.FAILED: 2}
+
+
+def _outcome(results: Mapping[Scope, ScopeResult], scope: Scope) -> Outcome | None:
+    found = _lookup(results, scope)
+    return found.outcome if found else None
+
+
+def _coverage_gaps(
+    old_scopes: Mapping[Scope, ScopeResult],
+    new_scopes: Mapping[Scope, ScopeResult],
+    old_entries: Mapping[str, Entry],
+    new_entries: Mapping[str, Entry],
+    unverified: Mapping[Scope, Mapping[str, int]],
+) -> list[Finding]:
+    named = old_scopes.keys() | new_scopes.keys()
+    concrete = {s for s in named if ALL not in (s.account, s.region)}
+    concrete |= {e.scope for e in old_entries.values()} | {e.scope for e in new_entries.values()}
+    wildcards = {s for s in old_scopes.keys() | new_scopes.keys() if s not in concrete}
+    # A wildcard failure is reported through the concrete scopes it covers; on its own only
+    # when it covers none of them (an account that has never been collected).
+    candidates = concrete | {w for w in wildcards if not any(w.covers(c) for c in concrete)}
+    findings = []
+    for scope in sorted(candidates):
+        before, after = _lookup(old_scopes, scope), _lookup(new_scopes, scope)
+        was = before.outcome if before else None
+        now = after.outcome if after else None
+        if was is Outcome.OK and now is Outcome.OK:
+            continue
+        counts = unverified.get(scope, {"appeared": 0, "missing": 0})
+        if was in (Outcome.SKIPPED, None) and now in (Outcome.SKIPPED, None) and not any(
+            counts.values()
+        ):
+            continue  # disabled (or never collected) on both sides: nothing could be lost
+        failed = Outcome.FAILED in (was, now)
+        findings.append(
+            Finding(
+                kind="coverage_gap",
+                severity=Severity.MEDIUM if failed else Severity.LOW,
+                provider=scope.provider,
+                account=scope.account,
+                region=scope.region,
+                detail=_gap_detail(before, after),
+                extra={
+                    "coverage": {
+                        "old": _describe_outcome(before),
+                        "new": _describe_outcome(after),
+                        "unverified_missing": counts["missing"],
+                        "unverified_appeared": counts["appeared"],
+                    }
+                },
+            )
+        )
+    return findings
+
+
+def _describe_outcome(result: ScopeResult | None) -> dict[str, Any]:
+    if result is None:
+        return {"outcome": "not collected", "detail": ""}
+    return {"outcome": str(result.outcome), "detail": result.detail}
+
+
+def _gap_detail(before: ScopeResult | None, after: ScopeResult | None) -> str:
+    def side(name: str, result: ScopeResult | None) -> str:
+        if result is None:
+            return f"not collected in the {name} snapshot"
+        if result.outcome is Outcome.OK:
+            return ""
+        return f"{result.outcome} in the {name} snapshot ({result.detail})"
+
+    parts = [p for p in (side("old", before), side("new", after)) if p]
+    return "; ".join(parts) + "; creations and deletions here are not reported"
+
+
+# ---------------------------------------------------------------- instances
+
+
+def _lifecycle(before: State, after: State) -> str | None:
+    if before in STOPPED_STATES and after in RUNNING_STATES:
+        return "instance_started"
+    if before in RUNNING_STATES and after in STOPPED_STATES:
+        return "instance_stopped"
+    return None
+
+
+def _instance_finding(kind: str, entry: Entry, changes: tuple[Change, ...]) -> Finding:
+    scope = entry.scope
+    return Finding(
+        kind=kind,
+        severity=Severity.INFO,
+        provider=scope.provider,
+        account=scope.account,
+        region=scope.region,
+        instance_id=entry.key.split(":", 2)[2],
+        key=entry.key,
+        changes=changes,
+    )
+
+
+def record_changes(old: InstanceRecord, new: InstanceRecord) -> list[Change]:
+    """Field-level configuration changes: normalised fields first, then provider fields
+    that no normalised field already shows."""
+    before, after = old.to_dict(), new.to_dict()
+    changes: list[Change] = []
+    for name in before:
+        if name in VOLATILE_FIELDS or name == "raw" or before[name] == after[name]:
+            continue
+        if isinstance(before[name], dict) and isinstance(after[name], dict):
+            for sub in sorted(before[name].keys() | after[name].keys()):
+                a, b = before[name].get(sub), after[name].get(sub)
+                if a != b:
+                    changes.append(Change(f"{name}.{sub}", a, b))
+        else:
+            changes.append(Change(name, before[name], after[name]))
+    raw_changes = _raw_changes(strip_volatile(old.raw), strip_volatile(new.raw))
+    shadowed = SHADOWED_RAW_KEYS.get(new.provider, frozenset())
+    visible = [c for c in raw_changes if c.path.split(".")[1].split("[")[0] not in shadowed]
+    changes.extend(visible if changes else raw_changes)
+    return changes
+
+
+def _raw_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    changes: list[Change] = []
+    for top in sorted(old.keys() | new.keys()):
+        a, b = old.get(top, _MISSING), new.get(top, _MISSING)
+        if a == b:
+            continue
+        if a is _MISSING or b is _MISSING or type(a) is not type(b) or not isinstance(
+            a, dict | list
+        ):
+            changes.append(Change(f"raw.{top}", _plain(a), _plain(b)))
+            continue
+        tree = DeepDiff(a, b, view="tree", verbose_level=2)
+        for levels in tree.values():
+            for level in levels:
+                path = f"raw.{top}" + _format_path(level.path(output_format="list"))
+                changes.append(Change(path, _plain(level.t1), _plain(level.t2)))
+    changes.sort(key=lambda c: c.path)
+    return changes
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING = _Missing()
+
+
+def _plain(value: Any) -> Any:
+    """DeepDiff's and our own "not present" markers become None in a Change."""
+    if value is _MISSING or type(value).__name__ == "NotPresent":
+        return None
+    return value
+
+
+def _format_path(parts: list[Any]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
+# ---------------------------------------------------------------- order
+
+_KIND_ORDER = {
+    kind: i
+    for i, kind in enumerate(
+        [
+            "coverage_gap",
+            "instance_deleted",
+            "instance_created",
+            "instance_reverted",
+            "instance_modified",
+            "instance_stopped",
+            "instance_started",
+        ]
+    )
+}
+
+
+def _order(finding: Finding) -> tuple[Any, ...]:
+    return (
+        finding.provider,
+        finding.account,
+        finding.region,
+        _KIND_ORDER.get(finding.kind, 99),
+        finding.key or "",
+    )
