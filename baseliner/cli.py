@@ -8,6 +8,7 @@ Exit codes: 0 success; 1 ``diff --fail-on`` found a finding at or above the seve
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import tempfile
@@ -90,7 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory holding t1/ and t2/ export folders (default: the bundled "
                         "snapshots/sample)")
     _format_option(p)
+    for name in COMMAND_MODULES:
+        COMMANDS.update(importlib.import_module(name).register(commands, _format_option))
     return parser
+
+
+COMMAND_MODULES: tuple[str, ...] = ()
+"""Modules adding commands: each has ``register(commands, format_option) -> {name: handler}``
+where ``commands`` is the subparsers object, ``format_option(parser)`` adds ``--format``, and a
+handler is ``handler(args, out, err) -> exit code`` like the ones below."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,8 @@ _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 @dataclass(frozen=True)
 class StoreConfig:
     path: Path = DEFAULT_STORE
+    keep_last: int | None = None
+    keep_daily: int | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,12 @@ class Config:
     aws: AwsConfig | None = None
     gcp: GcpConfig | None = None
     azure: AzureConfig | None = None
-    rules: dict[str, Any] = field(default_factory=dict)
+    rules: Any = None
+    """Parsed by ``baseliner.rules.parse_config`` (the [rules] table)."""
+    daemon: Any = None
+    """Parsed by ``baseliner.daemon.parse_config`` (the [daemon] table)."""
+    alerts: Any = None
+    """Parsed by ``baseliner.alerts.parse_config`` (the [[alerts]] tables)."""
 
     @property
     def providers(self) -> list[str]:
@@ -107,7 +114,7 @@ class Config:
         return self.aws or AwsConfig()
 
 
-class _Section:
+class Section:
     """Reads one table, remembering which keys were used so leftovers are reported."""
 
     def __init__(self, file: str, prefix: str, data: Any) -> None:
@@ -154,11 +161,11 @@ class _Section:
             self.fail(self.name(key), f"expected an integer from 1 to {maximum}, got {value}")
         return value
 
-    def table(self, key: str) -> _Section | None:
+    def table(self, key: str) -> Section | None:
         self.used.add(key)
         if key not in self.data:
             return None
-        return _Section(self.file, self.name(key), self.data[key])
+        return Section(self.file, self.name(key), self.data[key])
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.used)
@@ -196,20 +203,39 @@ def load(path: Path | None) -> Config:
 
 
 def parse(data: dict[str, Any], file: str, path: Path | None = None) -> Config:
-    root = _Section(file, "", data)
+    root = Section(file, "", data)
     store = StoreConfig()
     if (s := root.table("store")) is not None:
-        store = StoreConfig(path=Path(s.string("path") or DEFAULT_STORE))
+        keep_last = s.positive("keep_last", 0, 100_000) if "keep_last" in s.data else None
+        keep_daily = s.positive("keep_daily", 0, 100_000) if "keep_daily" in s.data else None
+        store = StoreConfig(Path(s.string("path") or DEFAULT_STORE), keep_last, keep_daily)
         s.done()
     aws = _aws(s) if (s := root.table("aws")) is not None else None
     gcp = _gcp(s) if (s := root.table("gcp")) is not None else None
     azure = _azure(s) if (s := root.table("azure")) is not None else None
-    rules = root.get("rules", dict, {})
+    extensions = {
+        name: _extension(name, root.get(name, kind, None), file) for name, kind in _EXTENSIONS
+    }
     root.done()
-    return Config(path=path, store=store, aws=aws, gcp=gcp, azure=azure, rules=rules)
+    return Config(path=path, store=store, aws=aws, gcp=gcp, azure=azure, **extensions)
 
 
-def _aws(s: _Section) -> AwsConfig:
+_EXTENSIONS = (("rules", dict), ("daemon", dict), ("alerts", list))
+"""Sections parsed by the module that owns them: ``baseliner.<name>.parse_config``."""
+
+
+def _extension(name: str, data: Any, file: str) -> Any:
+    """``parse_config(data, file)`` of ``baseliner.<name>``; raises ConfigError naming the key.
+    An absent section stays None: its owner applies the defaults."""
+    import importlib
+
+    if data is None:
+        return None
+    module = importlib.import_module(f"baseliner.{name}")
+    return module.parse_config(data, file)
+
+
+def _aws(s: Section) -> AwsConfig:
     regions_value = s.get("regions", (str, list), "all")
     if isinstance(regions_value, str):
         if regions_value != "all":
@@ -227,7 +253,7 @@ def _aws(s: _Section) -> AwsConfig:
     raw_accounts = s.get("accounts", list, [])
     names: set[str] = set()
     for i, item in enumerate(raw_accounts):
-        a = _Section(s.file, f"{s.name('accounts')}[{i}]", item)
+        a = Section(s.file, f"{s.name('accounts')}[{i}]", item)
         name = a.string("name")
         if name is None:
             a.fail(a.name("name"), "required")
@@ -261,7 +287,7 @@ def _aws(s: _Section) -> AwsConfig:
     return config
 
 
-def _gcp(s: _Section) -> GcpConfig:
+def _gcp(s: Section) -> GcpConfig:
     organization = None
     if (o := s.table("organization")) is not None:
         organization = GcpOrganization(parent=o.string("parent"))
@@ -285,7 +311,7 @@ def _gcp(s: _Section) -> GcpConfig:
 AZURE_CLOUDS = ("public", "china", "usgov")
 
 
-def _azure(s: _Section) -> AzureConfig:
+def _azure(s: Section) -> AzureConfig:
     cloud = s.string("cloud", "public") or "public"
     if cloud not in AZURE_CLOUDS:
         s.fail(s.name("cloud"), f"expected one of {', '.join(AZURE_CLOUDS)}, got {cloud!r}")

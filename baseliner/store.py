@@ -42,7 +42,7 @@ from .model import (
     canonical_json,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 _CHUNK = 500
 
 
@@ -98,7 +98,39 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = {1: _migrate_1}
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    """Baselines: snapshots a reviewer approved (never pruned)."""
+    db["baselines"].create(
+        {"id": int, "snapshot_id": int, "set_at": str, "set_by": str, "reason": str},
+        pk="id",
+        foreign_keys=[("snapshot_id", "snapshots", "id")],
+    )
+
+
+def _migrate_3(db: sqlite_utils.Database) -> None:
+    """Daemon state: cycles run, alert state of persistent conditions, delivery failures."""
+    db["cycles"].create(
+        {
+            "id": int,
+            "started_at": str,
+            "finished_at": str,
+            "duration": float,
+            "outcome": str,
+            "snapshot_id": int,
+            "findings": str,
+            "error": str,
+        },
+        pk="id",
+    )
+    db["alert_state"].create(
+        {"condition": str, "digest": str, "first_sent": str, "last_sent": str}, pk="condition"
+    )
+    db["alert_deliveries"].create(
+        {"id": int, "at": str, "sink": str, "ok": int, "error": str, "count": int}, pk="id"
+    )
+
+
+MIGRATIONS = {1: _migrate_1, 2: _migrate_2, 3: _migrate_3}
 """Level n's function brings a database from level n-1 to n; never edit a released one."""
 
 
