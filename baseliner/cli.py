@@ -112,11 +112,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, out, err)
     except BaselinerError as exc:
-        err.print(f"baseliner: error: {exc}", markup=False, highlight=False)
+        _fail(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        err.print("baseliner: interrupted; nothing was stored", markup=False)
+        _fail("interrupted; no partial snapshot was stored")
         return 130
+
+
+def _fail(message: str) -> None:
+    """One line on stderr, never wrapped: operators grep these."""
+    line = " ".join(message.split())
+    sys.stderr.write(f"baseliner: error: {line}\n")
+    sys.stderr.flush()
 
 
 def _logging(args: argparse.Namespace) -> None:
