@@ -88,6 +88,8 @@ class AzureConfig:
     endpoint: str | None = None
     max_workers: int = DEFAULT_MAX_WORKERS
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    credential: str | None = None
+    """None: ``client_secret`` when tenant_id and client_id are set, else ``default``."""
 
 
 @dataclass(frozen=True)
@@ -287,18 +289,30 @@ def _aws(s: Section) -> AwsConfig:
     return config
 
 
+_GCP_PARENT = re.compile(r"^(organizations|folders)/\d+$")
+
+
 def _gcp(s: Section) -> GcpConfig:
     organization = None
     if (o := s.table("organization")) is not None:
-        organization = GcpOrganization(parent=o.string("parent"))
+        parent = o.string("parent")
+        if parent is not None and not _GCP_PARENT.match(parent):
+            o.fail(o.name("parent"), f"expected organizations/<id> or folders/<id>, got {parent!r}")
+        organization = GcpOrganization(parent=parent)
         o.done()
     credentials = s.string("credentials_file")
+    endpoints: dict[str, str | None] = {}
+    for key in ("endpoint", "resource_manager_endpoint"):
+        url = s.string(key)
+        if url is not None and not url.startswith(("https://", "http://")):
+            s.fail(s.name(key), f"expected an https:// (or http://) URL, got {url!r}")
+        endpoints[key] = url
     config = GcpConfig(
         projects=s.strings("projects"),
         organization=organization,
         credentials_file=Path(credentials) if credentials else None,
-        endpoint=s.string("endpoint"),
-        resource_manager_endpoint=s.string("resource_manager_endpoint"),
+        endpoint=endpoints["endpoint"],
+        resource_manager_endpoint=endpoints["resource_manager_endpoint"],
         max_workers=s.positive("max_workers", DEFAULT_MAX_WORKERS),
         max_attempts=s.positive("max_attempts", DEFAULT_MAX_ATTEMPTS, 20),
     )
@@ -309,20 +323,33 @@ def _gcp(s: Section) -> GcpConfig:
 
 
 AZURE_CLOUDS = ("public", "china", "usgov")
+AZURE_CREDENTIALS = ("default", "client_secret", "cli", "managed_identity")
 
 
 def _azure(s: Section) -> AzureConfig:
     cloud = s.string("cloud", "public") or "public"
     if cloud not in AZURE_CLOUDS:
         s.fail(s.name("cloud"), f"expected one of {', '.join(AZURE_CLOUDS)}, got {cloud!r}")
+    if "client_secret" in s.data:
+        s.fail(s.name("client_secret"), "never read from a file; set AZURE_CLIENT_SECRET")
+    credential = s.string("credential")
+    if credential is not None and credential not in AZURE_CREDENTIALS:
+        s.fail(s.name("credential"),
+               f"expected one of {', '.join(AZURE_CREDENTIALS)}, got {credential!r}")
+    endpoint = s.string("endpoint")
+    if endpoint is not None and not endpoint.startswith("https://"):
+        s.fail(s.name("endpoint"), f"expected an https:// URL, got {endpoint!r}")
     config = AzureConfig(
         subscriptions=s.strings("subscriptions"),
         tenant_id=s.string("tenant_id"),
         client_id=s.string("client_id"),
         cloud=cloud,
-        endpoint=s.string("endpoint"),
+        endpoint=endpoint,
         max_workers=s.positive("max_workers", DEFAULT_MAX_WORKERS),
         max_attempts=s.positive("max_attempts", DEFAULT_MAX_ATTEMPTS, 20),
+        credential=credential,
     )
+    if credential == "client_secret" and not (config.tenant_id and config.client_id):
+        s.fail(s.name("credential"), "client_secret needs tenant_id and client_id")
     s.done()
     return config

@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..model import Outcome, Scope, ScopeResult
 from . import UnitResult, load
 
-EXPORT_PROVIDERS = ("aws",)
+EXPORT_PROVIDERS = ("aws", "gcp", "azure")
 """Providers whose modules define export_detect/export_read, tried in this order."""
 
 
