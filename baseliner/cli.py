@@ -24,7 +24,9 @@ from .errors import (
     EXIT_PARTIAL,
     EXIT_USAGE,
     BaselinerError,
+    InputError,
 )
+from .lock import WriterLock, add_wait_option
 from .model import Severity
 from .store import Store, open_store
 
@@ -40,7 +42,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"baseliner: error: {message} (see 'baseliner --help')\n")
 
 
-def _format_option(parser: argparse.ArgumentParser) -> None:
+def _format_option(parser: argparse.ArgumentParser, markdown: bool = False) -> None:
+    if markdown:
+        parser.add_argument("--format", choices=("table", "json", "markdown"), default="table",
+                            help="output as a terminal report (default), JSON, or Markdown "
+                                 "for a ticket")
+        return
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="output as a terminal table (default) or JSON")
 
@@ -57,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="no progress bar and only errors on stderr")
     parser.add_argument("--verbose", "-v", action="store_true", help="log progress at INFO")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="log lines on stderr as text (default) or one JSON object each")
     parser.add_argument("--version", action="version", version=f"baseliner {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                      parser_class=_Parser)
@@ -65,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-export", type=Path, action="append", default=[], metavar="PATH",
                    help="read saved CLI exports (a file or a directory of *.json) instead of "
                         "calling the clouds; repeatable")
+    add_wait_option(p)
     _format_option(p)
 
     p = commands.add_parser("snapshots", help="list stored snapshots")
@@ -77,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on", choices=[str(s) for s in Severity], metavar="SEVERITY",
                    help="exit 1 when a finding at or above SEVERITY (info, low, medium, high) "
                         "exists")
-    _format_option(p)
+    p.add_argument("--against", choices=("previous", "baseline"), default="previous",
+                   help="previous: OLD defaults to the snapshot before NEW (default); baseline: "
+                        "measure drift from the approved baseline (then give NEW only)")
+    _format_option(p, markdown=True)
 
     p = commands.add_parser("show", help="one instance's record, by instance id or key")
     p.add_argument("ident", metavar="ID|KEY", help="instance id (i-0abc...) or key "
@@ -96,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("baseliner.cli_review", "baseliner.cli_daemon")
 """Modules adding commands: each has ``register(commands, format_option) -> {name: handler}``
 where ``commands`` is the subparsers object, ``format_option(parser)`` adds ``--format``, and a
 handler is ``handler(args, out, err) -> exit code`` like the ones below."""
@@ -132,6 +145,10 @@ def _logging(args: argparse.Namespace) -> None:
                         stream=sys.stderr)
     for noisy in ("botocore", "boto3", "urllib3", "azure", "google"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    if args.log_format == "json":
+        from .logformat import use_json
+
+        use_json()
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -179,10 +196,12 @@ class _Bar:
 
 def cmd_collect(args: argparse.Namespace, out: Any, err: Any) -> int:
     config = _config(args)
-    with open_store(_db_path(args, config), create=True) as store:
-        with _Bar(err, not args.quiet) as bar:
-            snapshot = pipeline.collect(config, args.from_export, bar)
-        snapshot_id = store.write_snapshot(snapshot)
+    with (
+        open_store(_db_path(args, config), create=True) as store,
+        WriterLock(store.path, "baseliner collect").acquire(args.wait),
+        _Bar(err, not args.quiet) as bar,
+    ):
+        snapshot_id, snapshot = pipeline.collect_into(store, config, args.from_export, bar)
     _print(out, args, report.collect_json(snapshot_id, snapshot),
            report.collect_summary(snapshot_id, snapshot))
     return EXIT_OK if snapshot.status == "complete" else EXIT_PARTIAL
@@ -196,14 +215,26 @@ def cmd_snapshots(args: argparse.Namespace, out: Any, err: Any) -> int:
 
 
 def cmd_diff(args: argparse.Namespace, out: Any, err: Any) -> int:
-    with open_store(_db_path(args, _config(args))) as store:
-        return _diff(store, args, out)
+    config = _config(args)
+    with open_store(_db_path(args, config)) as store:
+        return _diff(store, args, out, config)
 
 
-def _diff(store: Store, args: argparse.Namespace, out: Any) -> int:
-    old_id, new_id = pipeline.resolve_pair(store, args.old, args.new)
-    result = pipeline.diff(store, old_id, new_id)
-    _print(out, args, report.diff_json(result), report.diff_renderable(result))
+def _diff(store: Store, args: argparse.Namespace, out: Any, config: Config | None = None) -> int:
+    rules_config = config.rules if config else None
+    if getattr(args, "against", "previous") == "baseline":
+        if args.old is not None and args.new is not None:
+            raise InputError("diff --against baseline takes NEW only (OLD is the baseline)")
+        new_ref = args.new or args.old
+        new_id = store.resolve(new_ref) if new_ref else None
+        result = pipeline.diff_against_baseline(store, new_id, rules_config)
+    else:
+        old_id, new_id = pipeline.resolve_pair(store, args.old, args.new)
+        result = pipeline.diff(store, old_id, new_id, rules_config)
+    if args.format == "markdown":
+        out.print(report.diff_markdown(result), markup=False, highlight=False, soft_wrap=True)
+    else:
+        _print(out, args, report.diff_json(result), report.diff_renderable(result))
     threshold = getattr(args, "fail_on", None)
     if threshold and any(f.severity.rank >= Severity(threshold).rank for f in result.findings):
         return EXIT_FINDINGS

@@ -7,8 +7,9 @@ which the diff then reports as a coverage gap instead of a deletion.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 
@@ -26,23 +27,55 @@ def now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+Sink = Callable[[list[InstanceRecord]], None]
+"""Receives each unit's records in the calling thread (the store writer is not thread-safe)."""
+
+
 def run_plan(plan: Plan, max_workers: int, progress: Progress | None = None) -> UnitResult:
     """Run every unit of ``plan``; returns all records and every scope's outcome."""
-    out = UnitResult(records=[], scopes=list(plan.results))
-    total = len(plan.units)
+    return run_plans([(plan, max_workers)], progress)
+
+
+def run_plans(
+    plans: Sequence[tuple[Plan, int]],
+    progress: Progress | None = None,
+    sink: Sink | None = None,
+) -> UnitResult:
+    """Run the units of several plans at once, each plan bounded by its own worker count.
+
+    With a ``sink``, records are handed over as each unit finishes and not kept; otherwise
+    they are returned. Scope outcomes are always returned."""
+    out = UnitResult(records=[], scopes=[s for plan, _ in plans for s in plan.results])
+    jobs = [(unit, threading.BoundedSemaphore(max(1, n))) for plan, n in plans
+            for unit in plan.units]
+    total = len(jobs)
     if progress:
         progress(0, total, "")
-    if not plan.units:
+    if not jobs:
         return out
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, total))) as pool:
-        futures = {pool.submit(_run_unit, unit): unit for unit in plan.units}
-        for done, future in enumerate(as_completed(futures), 1):
-            result = future.result()
-            out.records.extend(result.records)
-            out.scopes.extend(result.scopes)
-            if progress:
-                progress(done, total, futures[future].label)
+    workers = max(1, min(sum(max(1, n) for _, n in plans), total))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(_bounded, unit, limit): unit for unit, limit in jobs}
+        try:
+            for done, future in enumerate(as_completed(futures), 1):
+                result = future.result()
+                if sink is not None:
+                    sink(result.records)
+                else:
+                    out.records.extend(result.records)
+                out.scopes.extend(result.scopes)
+                if progress:
+                    progress(done, total, futures[future].label)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
     return out
+
+
+def _bounded(unit: WorkUnit, limit: threading.BoundedSemaphore) -> UnitResult:
+    with limit:
+        return _run_unit(unit)
 
 
 def _run_unit(unit: WorkUnit) -> UnitResult:
@@ -72,6 +105,16 @@ def _failed(unit: WorkUnit, error: str, started: float) -> UnitResult:
     )
 
 
+def merge_scopes(scopes: Iterable[ScopeResult]) -> tuple[ScopeResult, ...]:
+    """One outcome per scope, the worst when two units reported on it, in scope order."""
+    by_scope: dict[Scope, ScopeResult] = {}
+    for result in scopes:
+        previous = by_scope.get(result.scope)
+        if previous is None or _rank(result) > _rank(previous):
+            by_scope[result.scope] = result
+    return tuple(by_scope[s] for s in sorted(by_scope))
+
+
 def build_snapshot(
     records: Iterable[InstanceRecord],
     scopes: Iterable[ScopeResult],
@@ -82,16 +125,10 @@ def build_snapshot(
     by_key: dict[str, InstanceRecord] = {}
     for record in records:
         by_key[record.key] = record
-    by_scope: dict[Scope, ScopeResult] = {}
-    for result in scopes:
-        previous = by_scope.get(result.scope)
-        # Keep the worst outcome when two units report on the same scope.
-        if previous is None or _rank(result) > _rank(previous):
-            by_scope[result.scope] = result
     return Snapshot(
         taken_at=taken_at or now(),
         records=tuple(by_key[k] for k in sorted(by_key)),
-        scopes=tuple(by_scope[s] for s in sorted(by_scope)),
+        scopes=merge_scopes(scopes),
         source=source,
     )
 

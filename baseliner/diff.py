@@ -20,7 +20,7 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
-from .fingerprint import SHADOWED_RAW_KEYS, VOLATILE_FIELDS, strip_volatile
+from .fingerprint import SHADOWED_RAW_PATHS, VOLATILE_FIELDS, strip_volatile
 from .model import (
     ALL,
     Change,
@@ -227,29 +227,43 @@ def record_changes(old: InstanceRecord, new: InstanceRecord) -> list[Change]:
                     changes.append(Change(f"{name}.{sub}", a, b))
         else:
             changes.append(Change(name, before[name], after[name]))
-    raw_changes = _raw_changes(strip_volatile(old.raw), strip_volatile(new.raw))
-    shadowed = SHADOWED_RAW_KEYS.get(new.provider, frozenset())
-    visible = [c for c in raw_changes if c.path.split(".")[1].split("[")[0] not in shadowed]
-    changes.extend(visible if changes else raw_changes)
+    old_raw, new_raw = strip_volatile(old.raw), strip_volatile(new.raw)
+    shadowed = SHADOWED_RAW_PATHS.get(new.provider, frozenset())
+    raw_changes = _raw_changes(old_raw, new_raw, shadowed)
+    if not changes and not raw_changes:
+        raw_changes = _raw_changes(old_raw, new_raw, frozenset())
+    changes.extend(raw_changes)
     return changes
 
 
-def _raw_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+def _raw_changes(
+    old: dict[str, Any], new: dict[str, Any], skip: frozenset[str], prefix: str = ""
+) -> list[Change]:
+    """Changes between two provider documents, leaving out the ``skip`` paths (dotted, from
+    the document's root). Equal subtrees are passed over by plain comparison; DeepDiff only
+    sees the smallest differing subtrees."""
     changes: list[Change] = []
-    for top in sorted(old.keys() | new.keys()):
+    for top in sorted(old.keys() | new.keys(), key=str):
+        path = f"{prefix}{top}"
+        if path in skip:
+            continue
         a, b = old.get(top, _MISSING), new.get(top, _MISSING)
         if a == b:
+            continue
+        nested_skip = any(s.startswith(path + ".") for s in skip)
+        if nested_skip and isinstance(a, dict) and isinstance(b, dict):
+            changes.extend(_raw_changes(a, b, skip, path + "."))
             continue
         if a is _MISSING or b is _MISSING or type(a) is not type(b) or not isinstance(
             a, dict | list
         ):
-            changes.append(Change(f"raw.{top}", _plain(a), _plain(b)))
+            changes.append(Change(f"raw.{path}", _plain(a), _plain(b)))
             continue
         tree = DeepDiff(a, b, view="tree", verbose_level=2)
         for levels in tree.values():
             for level in levels:
-                path = f"raw.{top}" + _format_path(level.path(output_format="list"))
-                changes.append(Change(path, _plain(level.t1), _plain(level.t2)))
+                where = f"raw.{path}" + _format_path(level.path(output_format="list"))
+                changes.append(Change(where, _plain(level.t1), _plain(level.t2)))
     changes.sort(key=lambda c: c.path)
     return changes
 

@@ -27,8 +27,11 @@ VOLATILE_RAW_KEYS = frozenset(
         "PublicIpAddress",
         "PublicDnsName",
         "Association",
-        # Google Cloud
+        # Google Cloud ("Unknown CPU Platform" while stopped; the host moves on restart)
         "status",
+        "cpuPlatform",
+        "resourceStatus",
+        "startRestricted",
         "statusMessage",
         "lastStartTimestamp",
         "lastStopTimestamp",
@@ -36,7 +39,9 @@ VOLATILE_RAW_KEYS = frozenset(
         "fingerprint",
         "labelFingerprint",
         "natIP",
-        # Azure
+        # Azure (systemData's lastModifiedAt changes on every write, so a revert could
+        # never match an older fingerprint)
+        "systemData",
         "instanceView",
         "powerState",
         "provisioningState",
@@ -48,7 +53,7 @@ VOLATILE_RAW_KEYS = frozenset(
 """Keys of a provider document that are dropped at any depth before hashing or diffing."""
 
 
-SHADOWED_RAW_KEYS = {
+SHADOWED_RAW_PATHS: dict[str, frozenset[str]] = {
     "aws": frozenset(
         {
             "InstanceId",
@@ -64,18 +69,57 @@ SHADOWED_RAW_KEYS = {
             "PrivateDnsName",
         }
     ),
+    "gcp": frozenset(
+        {
+            "id",
+            "name",
+            "machineType",
+            "labels",
+            "tags",
+            "serviceAccounts",
+            "zone",
+            "sourceMachineImage",
+        }
+    ),
+    "azure": frozenset(
+        {
+            "name",
+            "tags",
+            "identity",
+            "zones",
+            "location",
+            "privateIps",
+            "properties.vmId",
+            "properties.hardwareProfile.vmSize",
+            "properties.storageProfile.imageReference",
+            "properties.osProfile.adminUsername",
+            "vmId",
+            "hardwareProfile.vmSize",
+            "storageProfile.imageReference",
+            "osProfile.adminUsername",
+        }
+    ),
 }
-"""Top-level provider keys already shown by a normalised field: a change report names
-``instance_type`` once instead of also naming ``raw.InstanceType``."""
+"""Provider document paths (dotted, from the root) already shown by a normalised field: a
+change report names ``instance_type`` once instead of also naming ``raw.InstanceType``.
+When no normalised field changed, these paths are reported after all, so a change is never
+reported without its detail."""
 
 
 def strip_volatile(value: Any) -> Any:
-    """``value`` without VOLATILE_RAW_KEYS, at any depth."""
-    if isinstance(value, dict):
-        return {k: strip_volatile(v) for k, v in value.items() if k not in VOLATILE_RAW_KEYS}
-    if isinstance(value, list):
-        return [strip_volatile(v) for v in value]
+    """``value`` without VOLATILE_RAW_KEYS, at any depth (scalars are not copied)."""
+    if type(value) is dict:
+        return {
+            k: strip_volatile(v) if type(v) in _CONTAINERS else v
+            for k, v in value.items()
+            if k not in VOLATILE_RAW_KEYS
+        }
+    if type(value) is list:
+        return [strip_volatile(v) if type(v) in _CONTAINERS else v for v in value]
     return value
+
+
+_CONTAINERS = (dict, list)
 
 
 def config_view(record: InstanceRecord) -> dict[str, Any]:
@@ -90,7 +134,3 @@ def config_view(record: InstanceRecord) -> dict[str, Any]:
 def fingerprint(record: InstanceRecord) -> str:
     return content_hash(config_view(record))
 
-
-def document_hash(record: InstanceRecord) -> str:
-    """Hash of the whole record (state included): the content address in the store."""
-    return content_hash(record.to_dict())

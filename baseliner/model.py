@@ -7,18 +7,23 @@ imports an SDK, SQLite or rich, so each step can be tested without the others.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 __all__ = [
     "ALL",
+    "Baseline",
     "Change",
     "DiffReport",
     "Entry",
     "Finding",
+    "HistoryEvent",
     "InstanceRecord",
+    "Inventory",
+    "InventoryRow",
     "Outcome",
     "Scope",
     "ScopeResult",
@@ -26,7 +31,10 @@ __all__ = [
     "Snapshot",
     "SnapshotInfo",
     "State",
+    "Timeline",
     "canonical_json",
+    "canonical_json_bytes",
+    "document_bytes",
     "content_hash",
 ]
 
@@ -190,6 +198,12 @@ class Snapshot:
     scopes: tuple[ScopeResult, ...]
     source: str = "live"
     id: int | None = None
+    streamed: int | None = None
+    """Number of records when they were streamed into the store instead of kept here."""
+
+    @property
+    def instance_count(self) -> int:
+        return self.streamed if self.streamed is not None else len(self.records)
 
     @property
     def status(self) -> str:
@@ -223,10 +237,35 @@ class SnapshotInfo:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """A snapshot a reviewer approved as known-good: who, when and why."""
+
+    id: int
+    snapshot_id: int
+    taken_at: str
+    """When the approved snapshot was taken (not when it was approved)."""
+    set_at: str
+    set_by: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "snapshot_id": self.snapshot_id,
+            "taken_at": self.taken_at,
+            "set_at": self.set_at,
+            "set_by": self.set_by,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
 class DiffReport:
     old: SnapshotInfo
     new: SnapshotInfo
     findings: list[Finding]
+    baseline: Baseline | None = None
+    """Set when ``old`` is the approved baseline (``diff --against baseline``)."""
 
 
 @dataclass(frozen=True)
@@ -284,10 +323,143 @@ class Finding:
         return out
 
 
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def canonical_json_bytes(value: Any) -> bytes:
+    """The one serialisation used for hashing and storage: sorted keys, no whitespace, UTF-8.
+
+    orjson rather than the standard library: it is about four times faster, and this runs
+    for every record of every snapshot."""
+    return orjson.dumps(value, option=_ORJSON_OPTIONS, default=str)
+
+
+def document_bytes(value: Any) -> bytes:
+    """A stored record body: compact JSON in the record's own key order.
+
+    Not sorted, which makes it about three times cheaper than :func:`canonical_json_bytes`.
+    Its hash only addresses the body: providers return their fields in a stable order, and
+    if one ever reorders them the cost is one more stored document, never a finding, since
+    the diff decides "modified" on the fingerprint (sorted) and not on this hash."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str)
+
+
 def canonical_json(value: Any) -> str:
-    """The one serialisation used for hashing: sorted keys, no whitespace."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return canonical_json_bytes(value).decode()
 
 
 def content_hash(value: Any) -> str:
-    return hashlib.blake2b(canonical_json(value).encode(), digest_size=16).hexdigest()
+    return hashlib.blake2b(canonical_json_bytes(value), digest_size=16).hexdigest()
+
+
+# ---------------------------------------------------------------- review: history, inventory
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One step of an instance's timeline.
+
+    ``event`` is ``first_seen``, ``modified`` (a new configuration revision), ``reverted``
+    (a configuration seen before came back), ``started``, ``stopped``, ``state`` (another
+    run-state transition), ``missing`` (not in a snapshot; ``detail`` says whether its scope
+    was collected) or ``back`` (listed again after missing).
+    """
+
+    snapshot_id: int
+    taken_at: str
+    event: str
+    revision: int | None = None
+    changes: tuple[Change, ...] = ()
+    detail: str = ""
+    until_snapshot_id: int | None = None
+    """For ``missing``: the last snapshot of the run of snapshots it was missing from."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "snapshot": self.snapshot_id,
+            "taken_at": self.taken_at,
+            "event": self.event,
+            "revision": self.revision,
+            "changes": [c.to_dict() for c in self.changes],
+            "detail": self.detail,
+            "until_snapshot": self.until_snapshot_id,
+        }
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """An instance across every stored snapshot that could hold it."""
+
+    key: str
+    provider: str
+    account: str
+    region: str
+    instance_id: str
+    name: str | None
+    events: tuple[HistoryEvent, ...]
+    revisions: int
+    first_seen: tuple[int, str]
+    """(snapshot id, taken at)."""
+    last_seen: tuple[int, str]
+    latest_snapshot: tuple[int, str]
+    """The newest snapshot in the store: ``last_seen`` equal to it means present now."""
+
+    def to_dict(self) -> dict[str, Any]:
+        def ref(pair: tuple[int, str]) -> dict[str, Any]:
+            return {"id": pair[0], "taken_at": pair[1]}
+
+        return {
+            "key": self.key,
+            "provider": self.provider,
+            "account": self.account,
+            "region": self.region,
+            "instance_id": self.instance_id,
+            "name": self.name,
+            "revisions": self.revisions,
+            "first_seen": ref(self.first_seen),
+            "last_seen": ref(self.last_seen),
+            "present_in_latest": self.last_seen[0] == self.latest_snapshot[0],
+            "latest_snapshot": ref(self.latest_snapshot),
+            "events": [e.to_dict() for e in self.events],
+        }
+
+
+@dataclass(frozen=True)
+class InventoryRow:
+    """Instances of one scope of a snapshot, with the collection outcome of that scope."""
+
+    scope: Scope
+    outcome: Outcome | None
+    detail: str
+    instances: int
+    states: dict[str, int]
+    limit: int | None = None
+    """The smallest ``max_instances`` of the thresholds that count this scope on its own."""
+    flags: tuple[str, ...] = ()
+    """Kinds of the findings about this scope (``unused_region``, ``count_threshold``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.scope.provider,
+            "account": self.scope.account,
+            "region": self.scope.region,
+            "outcome": str(self.outcome) if self.outcome else "not collected",
+            "detail": self.detail,
+            "instances": self.instances,
+            "states": dict(sorted(self.states.items())),
+            "limit": self.limit,
+            "flags": list(self.flags),
+        }
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What ``baseliner report`` summarises: one snapshot against the rules."""
+
+    snapshot: SnapshotInfo
+    rows: tuple[InventoryRow, ...]
+    findings: list[Finding]
+    baseline: Baseline | None = None
+    empty_scopes: int = 0
+    """Scopes collected successfully that hold no instance (not listed as rows)."""
+    skipped_scopes: int = 0

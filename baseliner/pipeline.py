@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from . import diff as diffing
+from . import history as history_mod
 from . import rules
-from .collect import Progress, build_snapshot, run_plan
+from .collect import Progress, Sink, build_snapshot, merge_scopes, now, run_plans
 from .config import Config
-from .errors import ProviderError
-from .model import ALL, DiffReport, Outcome, Scope, ScopeResult, Snapshot
+from .errors import InputError, ProviderError
+from .model import (
+    ALL,
+    Baseline,
+    DiffReport,
+    Entry,
+    InstanceRecord,
+    Inventory,
+    Outcome,
+    Scope,
+    ScopeResult,
+    Snapshot,
+    Timeline,
+)
 from .providers import Plan, UnitResult, load
 from .providers.exports import read_exports
-from .store import Store
+from .store import SnapshotWriter, Store
 
 logger = logging.getLogger(__name__)
 
@@ -24,38 +37,79 @@ logger = logging.getLogger(__name__)
 def collect(
     config: Config, exports: Sequence[Path] = (), progress: Progress | None = None
 ) -> Snapshot:
-    """A snapshot from saved exports when given, else from every configured provider."""
+    """A snapshot held in memory, from saved exports when given, else from every configured
+    provider. For large estates use :func:`prepare` / :func:`collect_into`, which hand the
+    records to the store as they arrive."""
+    result = _gather(config, exports, progress, sink=None)
+    return build_snapshot(result.records, result.scopes, source=_source(exports))
+
+
+class Prepared:
+    """A collected snapshot not yet written: new documents compressed in memory, known ones
+    as ids. :meth:`commit` writes it in one short transaction."""
+
+    def __init__(self, writer: SnapshotWriter, scopes: tuple[ScopeResult, ...]) -> None:
+        self.writer, self.scopes = writer, scopes
+
+    def summary(self, snapshot_id: int | None = None) -> Snapshot:
+        """A Snapshot without records (they go to the store), for reports and counts."""
+        return Snapshot(taken_at=self.writer.taken_at, records=(), scopes=self.scopes,
+                        source=self.writer.source, id=snapshot_id,
+                        streamed=self.writer.instance_count)
+
+    def commit(self) -> int:
+        snapshot_id = self.writer.commit(self.scopes)
+        logger.info("snapshot %d stored: %d instances, %d scopes (store %.2f s)", snapshot_id,
+                    self.writer.instance_count, len(self.scopes), self.writer.seconds)
+        return snapshot_id
+
+
+def prepare(
+    store: Store,
+    config: Config,
+    exports: Sequence[Path] = (),
+    progress: Progress | None = None,
+) -> Prepared:
+    """Collect from saved exports when given, else from every configured provider, handing
+    each scope's records to the store's writer as they arrive; nothing is written yet."""
+    writer = store.writer(now(), _source(exports))
+    result = _gather(config, exports, progress, sink=writer.add)
+    return Prepared(writer, merge_scopes(result.scopes))
+
+
+def collect_into(
+    store: Store,
+    config: Config,
+    exports: Sequence[Path] = (),
+    progress: Progress | None = None,
+) -> tuple[int, Snapshot]:
+    """Collect and store one snapshot; returns its id and a summary. Nothing is stored on
+    error."""
+    prepared = prepare(store, config, exports, progress)
+    snapshot_id = prepared.commit()
+    return snapshot_id, prepared.summary(snapshot_id)
+
+
+def _source(exports: Sequence[Path]) -> str:
+    return "export" if exports else "live"
+
+
+def _gather(
+    config: Config,
+    exports: Sequence[Path],
+    progress: Progress | None,
+    sink: Sink | None,
+) -> UnitResult:
     if exports:
         result = read_exports(exports)
+        if sink is not None:
+            sink(result.records)
+            result = UnitResult(records=[], scopes=result.scopes)
         if progress:
             progress(1, 1, "exports")
-        return build_snapshot(result.records, result.scopes, source="export")
-    plans: dict[str, Plan] = {}
-    for name in config.providers:
-        plans[name] = _plan(name, config)
-    total = sum(len(p.units) for p in plans.values())
-    done = 0
-    lock = threading.Lock()
-
-    def tick(_done: int, _total: int, label: str) -> None:
-        nonlocal done
-        if progress is None or not label:
-            return
-        with lock:
-            done += 1
-            progress(done, total, label)
-
-    if progress:
-        progress(0, total, "")
-    with ThreadPoolExecutor(max_workers=max(1, len(plans))) as pool:
-        futures = [
-            pool.submit(run_plan, plan, _max_workers(config, name), tick)
-            for name, plan in plans.items()
-        ]
-        results: list[UnitResult] = [f.result() for f in futures]
-    records = [r for result in results for r in result.records]
-    scopes = [s for result in results for s in result.scopes]
-    return build_snapshot(records, scopes, source="live")
+        return result
+    plans = [(_plan(name, config), _max_workers(config, name)) for name in config.providers]
+    return run_plans(plans, progress, sink)
 
 
 def _plan(name: str, config: Config) -> Plan:
@@ -74,11 +128,115 @@ def _max_workers(config: Config, name: str) -> int:
     return getattr(section, "max_workers", 32) if section else 32
 
 
-def diff(store: Store, old_id: int, new_id: int) -> DiffReport:
-    old = diffing.Side(store.entries(old_id), store.scope_results(old_id))
-    new = diffing.Side(store.entries(new_id), store.scope_results(new_id))
-    findings = rules.evaluate(diffing.diff(old, new, store.records))
+def diff(
+    store: Store, old_id: int, new_id: int, rules_config: rules.RulesConfig | None = None
+) -> DiffReport:
+    """Findings between two snapshots, with every rule of ``rules_config`` (None: defaults).
+
+    Loads only what the rules need: fingerprint history for modified keys, bodies for the
+    keys a configured rule reads, and the scope outcomes and counts of the current baseline
+    (regions empty in it count as unused when ``expected_regions`` does not say otherwise).
+    """
+    config = rules_config or rules.RulesConfig()
+    old_entries, new_entries = store.entries(old_id), store.entries(new_id)
+    old = diffing.Side(old_entries, store.scope_results(old_id))
+    new = diffing.Side(new_entries, store.scope_results(new_id))
+    bodies = _BodyCache(store)
+    raw = diffing.diff(old, new, bodies)
+    history_keys = rules.needs_history(raw)
+    history = store.fingerprint_history(history_keys, new_id) if history_keys else {}
+    wanted = rules.needs_records(raw, config)
+    loaded = bodies([new_entries[k].document_id for k in wanted if k in new_entries])
+    context = rules.Context(
+        new_entries=new_entries,
+        records={k: loaded[new_entries[k].document_id] for k in wanted if k in new_entries},
+        history=history,
+        taken_at={s.id: s.taken_at for s in store.snapshots()} if history else {},
+        baseline=_baseline_scopes(store, old_id, old, old_entries, new_id),
+    )
+    findings = rules.evaluate(raw, config, context)
     return DiffReport(store.info(old_id), store.info(new_id), findings)
+
+
+def diff_against_baseline(
+    store: Store, new_id: int | None = None, rules_config: rules.RulesConfig | None = None
+) -> DiffReport:
+    """Drift from the approved baseline to ``new_id`` (default: the latest snapshot)."""
+    baseline = store.baseline()
+    if baseline is None:
+        raise InputError(
+            f"no baseline in {store.path}; approve a snapshot with 'baseliner baseline set'"
+        )
+    target = new_id if new_id is not None else store.resolve("latest")
+    report = diff(store, baseline.snapshot_id, target, rules_config)
+    return replace(report, baseline=baseline)
+
+
+class _BodyCache:
+    """``store.records`` that remembers what it loaded: the diff and the rules share bodies."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.loaded: dict[int, InstanceRecord] = {}
+
+    def __call__(self, document_ids: Iterable[int]) -> dict[int, InstanceRecord]:
+        ids = list(document_ids)
+        missing = [i for i in ids if i not in self.loaded]
+        if missing:
+            self.loaded.update(self.store.records(missing))
+        return {i: self.loaded[i] for i in ids}
+
+
+def _baseline_scopes(
+    store: Store, old_id: int, old: diffing.Side, old_entries: dict[str, Entry], new_id: int
+) -> rules.BaselineScopes | None:
+    baseline = store.baseline()
+    if baseline is None or baseline.snapshot_id > new_id:
+        return None
+    if baseline.snapshot_id == old_id:
+        counts = Counter(e.scope for e in old_entries.values())
+        return rules.BaselineScopes(old_id, list(old.scopes), counts)
+    return rules.BaselineScopes(
+        baseline.snapshot_id,
+        store.scope_results(baseline.snapshot_id),
+        store.scope_counts(baseline.snapshot_id),
+    )
+
+
+def set_baseline(store: Store, ref: str | None, set_by: str, reason: str) -> Baseline:
+    """Approve the snapshot ``ref`` (default: the latest) as the baseline."""
+    return store.set_baseline(store.resolve(ref or "latest"), set_by, reason, now())
+
+
+def history(store: Store, ident: str) -> Timeline:
+    """An instance's timeline, found by instance id or key."""
+    _, record = store.find(ident)
+    points = store.key_history(record.key)
+    bodies = store.records(history_mod.bodies_needed(points))
+    return history_mod.timeline(
+        points, store.snapshots(), bodies, store.scope_history(record.scope)
+    )
+
+
+def inventory(
+    store: Store, snapshot_id: int, rules_config: rules.RulesConfig | None = None
+) -> Inventory:
+    """One snapshot summarised per scope, against thresholds and expected regions."""
+    config = rules_config or rules.RulesConfig()
+    entries = store.entries(snapshot_id)
+    scopes = store.scope_results(snapshot_id)
+    baseline = store.baseline()
+    baseline_scopes = None
+    if baseline is not None and baseline.snapshot_id <= snapshot_id:
+        baseline_scopes = rules.BaselineScopes(
+            baseline.snapshot_id,
+            store.scope_results(baseline.snapshot_id),
+            store.scope_counts(baseline.snapshot_id),
+        )
+    findings = rules.evaluate([], config, rules.Context(new_entries=entries,
+                                                        baseline=baseline_scopes))
+    rows, empty, skipped = rules.inventory_rows(entries, scopes, config, findings)
+    return Inventory(store.info(snapshot_id), tuple(rows), findings, baseline, empty, skipped)
 
 
 def resolve_pair(store: Store, old_ref: str | None, new_ref: str | None) -> tuple[int, int]:
@@ -88,8 +246,6 @@ def resolve_pair(store: Store, old_ref: str | None, new_ref: str | None) -> tupl
         return store.resolve(old_ref), new_id
     earlier = [s.id for s in store.snapshots() if s.id < new_id]
     if not earlier:
-        from .errors import InputError
-
         raise InputError(
             f"nothing to compare: snapshot {new_id} is the first in {store.path}; "
             "collect again, or name two snapshots"

@@ -32,6 +32,11 @@ SECRET_KEY_NAMES = frozenset(
         "secretaccesskey",
         "sessiontoken",
         "token",
+        "sastoken",
+        "connectionstring",
+        "commandtoexecute",
+        "script",
+        "additionalunattendcontent",
     }
 )
 """Keys (compared case-insensitively) whose value is always a secret, at any depth."""
@@ -49,21 +54,39 @@ GCP_SECRET_METADATA = (
     "ssh-keys",
     "sshkeys",
     "windows-keys",
+    "kube-env",
+    "*password*",
+    "*passwd*",
+    "*secret*",
+    "*token*",
+    "*credential*",
+    "*private-key*",
+    "*api-key*",
+    "*apikey*",
 )
 """GCP metadata item keys (``metadata.items[].key``) whose ``value`` is a secret."""
 
-_CREDENTIAL_PATTERNS = (
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
-    re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
-    re.compile(r"(?i)\b(password|passwd|pwd|secret|api[_-]?key|token)\s*[=:]\s*\S+"),
-    re.compile(r"\bxox[abprs]-[0-9A-Za-z-]{10,}"),
-    re.compile(r"\bgh[pousr]_[0-9A-Za-z]{30,}"),
+_CREDENTIAL = re.compile(
+    "|".join(
+        (
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+            r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+            r"(?i:(?:password|passwd|pwd|secret|api[_-]?key|token)\s*[=:]\s*\S+)",
+            r"(?i:(?:accountkey|sharedaccesskey)=[^;\s]+)",
+            r"[?&]sig=[0-9A-Za-z%+/=]{10,}",
+            r"\bxox[abprs]-[0-9A-Za-z-]{10,}",
+            r"\bgh[pousr]_[0-9A-Za-z]{30,}",
+        )
+    )
 )
 """Values that look like credentials wherever they appear (a tag value, a label)."""
+_SHORTEST_CREDENTIAL = 10
 
 
-def marker(value: Any, path: str) -> str:
-    digest = hashlib.sha256(f"{path}\0{value}".encode()).hexdigest()[:16]
+def marker(value: Any, name: str) -> str:
+    """``[redacted:<hash>]``; the hash is keyed by the field name, so equal secrets under
+    different names do not show as equal."""
+    digest = hashlib.sha256(f"{name}\0{value}".encode()).hexdigest()[:16]
     return f"{MARKER_PREFIX}{digest}]"
 
 
@@ -71,8 +94,16 @@ def is_marker(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(MARKER_PREFIX)
 
 
+_HINTS = re.compile(
+    r"private key|akia|asia|pass|pwd|secret|api|token|xox|gh[pousr]_|accesskey|accountkey|sig="
+)
+"""Cheap test (on the lowercased value) without which no credential pattern can match."""
+
+
 def looks_like_credential(value: str) -> bool:
-    return any(p.search(value) for p in _CREDENTIAL_PATTERNS)
+    if len(value) < _SHORTEST_CREDENTIAL or _HINTS.search(value.lower()) is None:
+        return False
+    return _CREDENTIAL.search(value) is not None
 
 
 def _secret_metadata_key(name: str) -> bool:
@@ -80,32 +111,48 @@ def _secret_metadata_key(name: str) -> bool:
     return any(fnmatch.fnmatchcase(lowered, pattern) for pattern in GCP_SECRET_METADATA)
 
 
-def redact(document: Any, path: str = "") -> Any:
-    """Return a copy of ``document`` with every secret replaced by a marker."""
+def redact(document: Any, name: str = "") -> Any:
+    """Return a copy of ``document`` with every secret replaced by a marker.
+
+    Runs on every document of every collection, so the common path is kept cheap: no path
+    strings are built, scalars are handled without a call, and the credential patterns are
+    tried only on strings that contain a hint of one."""
     if isinstance(document, dict):
-        if _is_metadata_item(document):
-            return _redact_metadata_item(document, path)
+        if len(document) == 2 and "key" in document and "value" in document:
+            return _redact_metadata_item(document)
         out: dict[str, Any] = {}
         for key, value in document.items():
-            child = f"{path}.{key}" if path else str(key)
-            if str(key).lower() in SECRET_KEY_NAMES and value not in (None, "", {}, []):
-                out[key] = value if is_marker(value) else marker(value, child)
+            kind = type(value)
+            if kind is str:
+                if isinstance(key, str) and key.lower() in SECRET_KEY_NAMES and value:
+                    out[key] = value if is_marker(value) else marker(value, key)
+                elif looks_like_credential(value) and not is_marker(value):
+                    out[key] = marker(value, key)
+                else:
+                    out[key] = value
+            elif kind is dict or kind is list:
+                if isinstance(key, str) and key.lower() in SECRET_KEY_NAMES and value:
+                    out[key] = marker(value, key)
+                else:
+                    out[key] = redact(value, key)
             else:
-                out[key] = redact(value, child)
+                out[key] = value
         return out
     if isinstance(document, list):
-        return [redact(v, f"{path}[{i}]") for i, v in enumerate(document)]
-    if isinstance(document, str) and not is_marker(document) and looks_like_credential(document):
-        return marker(document, path)
+        return [
+            v if type(v) in _PLAIN else redact(v, name)
+            for v in document
+        ]
+    if isinstance(document, str) and looks_like_credential(document) and not is_marker(document):
+        return marker(document, name)
     return document
 
 
-def _is_metadata_item(document: dict[str, Any]) -> bool:
-    return set(document) <= {"key", "value"} and "key" in document and "value" in document
+_PLAIN = (int, float, bool, type(None))
 
 
-def _redact_metadata_item(item: dict[str, Any], path: str) -> dict[str, Any]:
+def _redact_metadata_item(item: dict[str, Any]) -> dict[str, Any]:
     key, value = item["key"], item["value"]
     if isinstance(key, str) and _secret_metadata_key(key) and not is_marker(value):
         return {"key": key, "value": marker(value, f"metadata.{key}")}
-    return {"key": key, "value": redact(value, f"{path}.{key}")}
+    return {"key": key, "value": redact(value, str(key))}

@@ -21,7 +21,8 @@ def test_sample_directory_reads_accounts_regions_and_local_zones():
     assert scopes[Scope("aws", "222222222222", "ap-southeast-2")].outcome is Outcome.OK
     lax = next(r for r in result.records if r.zone == "us-west-2-lax-1a")
     assert lax.region == "us-west-2"
-    assert all(r.account in ("111111111111", "222222222222") for r in result.records)
+    aws = [r for r in result.records if r.provider == "aws"]
+    assert aws and all(r.account in ("111111111111", "222222222222") for r in aws)
 
 
 def test_terminated_instances_are_not_inventory_but_their_scope_counts(tmp_path):
@@ -81,3 +82,13 @@ def test_secrets_in_tags_are_redacted_before_normalising(tmp_path):
     record = read_exports([path]).records[0]
     assert "hunter2" not in json.dumps(record.to_dict())
     assert record.tags["bootstrap"].startswith("[redacted:")
+
+
+def test_an_empty_cloud_cli_listing_adds_no_scope(tmp_path):
+    empty = tmp_path / "gcp-empty.json"
+    empty.write_text("[]")
+    other = tmp_path / "123456789012-eu-north-1.json"
+    other.write_text('{"Reservations": []}')
+    result = read_exports([tmp_path])
+    assert [r.scope for r in result.scopes] == [Scope("aws", "123456789012", "eu-north-1")]
+    assert result.records == []

@@ -175,11 +175,6 @@ def test_machine_type_change_changes_the_fingerprint():
     assert fingerprint(record_of(after)) != fingerprint(record_of(before))
 
 
-@pytest.mark.xfail(
-    reason="fingerprint.py gap reported to the lead: cpuPlatform and "
-    "resourceStatus change on stop/start but are not VOLATILE_RAW_KEYS",
-    strict=False,
-)
 def test_real_stop_changes_cpu_platform_and_physical_host_only():
     before = documents()[0]
     stopped = json.loads(json.dumps(before))
@@ -636,11 +631,6 @@ def test_planted_startup_script_and_ssh_keys_never_reach_records(server):
     assert record.key_name == items["ssh-keys"]
 
 
-@pytest.mark.xfail(
-    reason="redact.py gap reported to the lead: metadata values are kept unless "
-    "the item key is a known script/key name",
-    strict=False,
-)
 @pytest.mark.parametrize(
     ("item", "secret"),
     [

@@ -7,6 +7,9 @@ Accepted shapes (recognised from the document, not the file name):
   Wavelength Zones included). A file holding no instance still records its scope when the
   file name carries it: ``<12-digit account>-<region>.json`` (e.g. ``123456789012-eu-west-1.json``).
 
+An empty JSON list (what ``gcloud`` and ``az`` print for an empty project or subscription)
+names no scope and is ignored with a warning.
+
 Every scope found in a file is recorded as collected ``ok``: an export is a complete listing
 of what it covers. Regions absent from every file are simply not in the snapshot, which the
 diff reports as a coverage gap, never as deletions.
@@ -19,6 +22,7 @@ raises InputError naming the file (KeyError/TypeError/ValueError are turned into
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,8 @@ from typing import Any
 from ..errors import InputError
 from ..model import Outcome, Scope, ScopeResult
 from . import UnitResult, load
+
+logger = logging.getLogger(__name__)
 
 EXPORT_PROVIDERS = ("aws", "gcp", "azure")
 """Providers whose modules define export_detect/export_read, tried in this order."""
@@ -53,6 +59,11 @@ def read_exports(paths: Iterable[Path]) -> UnitResult:
     counts: dict[Scope, int] = {}
     for path in export_files(paths):
         doc = _load(path)
+        if doc == []:
+            # 'gcloud ... list' and 'az vm list' print [] for an empty project or subscription;
+            # it names no scope, so it adds nothing (its regions stay coverage gaps).
+            logger.warning("%s: empty listing names no project or subscription; ignored", path)
+            continue
         for provider in EXPORT_PROVIDERS:
             module = load(provider)
             if getattr(module, "export_detect", None) and module.export_detect(doc):
