@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from .errors import (
     EXIT_FINDINGS,
     EXIT_OK,
     EXIT_PARTIAL,
+    EXIT_STORE,
     EXIT_USAGE,
     BaselinerError,
     InputError,
@@ -118,10 +120,8 @@ handler is ``handler(args, out, err) -> exit code`` like the ones below."""
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _logging(args)
-    from rich.console import Console
-
-    out = Console(highlight=False, soft_wrap=False)
-    err = Console(stderr=True, highlight=False)
+    out = report.SafeConsole(highlight=False, soft_wrap=False)
+    err = report.SafeConsole(stderr=True, highlight=False)
     try:
         return COMMANDS[args.command](args, out, err)
     except BaselinerError as exc:
@@ -130,6 +130,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _fail("interrupted; no partial snapshot was stored")
         return 130
+    except sqlite3.Error as exc:  # a database fault the store did not foresee
+        _fail(f"{_db_hint(args)}database error: {exc}")
+        return EXIT_STORE
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}")
+        return EXIT_STORE
+
+
+def _db_hint(args: argparse.Namespace) -> str:
+    return f"{args.db}: " if getattr(args, "db", None) else ""
 
 
 def _fail(message: str) -> None:

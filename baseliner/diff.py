@@ -32,6 +32,7 @@ from .model import (
     ScopeResult,
     Severity,
     State,
+    finding_order,
 )
 
 RUNNING_STATES = frozenset({State.PENDING, State.RUNNING})
@@ -59,6 +60,15 @@ def diff(old: Side, new: Side, load: Loader) -> list[Finding]:
             and _outcome(new_scopes, scope) is Outcome.OK
         )
 
+    def newly_enabled(scope: Scope) -> bool:
+        """A region disabled before and collected now: whatever runs there is new (T1535)."""
+        before = _lookup(old_scopes, scope)
+        return (
+            before is not None
+            and before.region_disabled
+            and _outcome(new_scopes, scope) is Outcome.OK
+        )
+
     findings: list[Finding] = []
     modified: list[tuple[Entry, Entry]] = []
     unverified: dict[Scope, dict[str, int]] = {}
@@ -74,7 +84,7 @@ def diff(old: Side, new: Side, load: Loader) -> list[Finding]:
                 findings.append(_instance_finding(lifecycle, after, (
                     Change("state", str(before.state), str(after.state)),)))
         elif after is not None:
-            if comparable(after.scope):
+            if comparable(after.scope) or newly_enabled(after.scope):
                 findings.append(_instance_finding("instance_created", after, ()))
             else:
                 unverified.setdefault(after.scope, {"appeared": 0, "missing": 0})["appeared"] += 1
@@ -91,7 +101,7 @@ def diff(old: Side, new: Side, load: Loader) -> list[Finding]:
             findings.append(_instance_finding("instance_modified", after, tuple(changes)))
 
     findings.extend(_coverage_gaps(old_scopes, new_scopes, old.entries, new.entries, unverified))
-    findings.sort(key=_order)
+    findings.sort(key=finding_order)
     return findings
 
 
@@ -142,6 +152,8 @@ def _coverage_gaps(
         now = after.outcome if after else None
         if was is Outcome.OK and now is Outcome.OK:
             continue
+        if before is not None and before.region_disabled and now is Outcome.OK:
+            continue  # enabled since: its instances are reported as created
         counts = unverified.get(scope, {"appeared": 0, "missing": 0})
         if was in (Outcome.SKIPPED, None) and now in (Outcome.SKIPPED, None) and not any(
             counts.values()
@@ -285,31 +297,3 @@ def _plain(value: Any) -> Any:
 
 def _format_path(parts: list[Any]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
-
-
-# ---------------------------------------------------------------- order
-
-_KIND_ORDER = {
-    kind: i
-    for i, kind in enumerate(
-        [
-            "coverage_gap",
-            "instance_deleted",
-            "instance_created",
-            "instance_reverted",
-            "instance_modified",
-            "instance_stopped",
-            "instance_started",
-        ]
-    )
-}
-
-
-def _order(finding: Finding) -> tuple[Any, ...]:
-    return (
-        finding.provider,
-        finding.account,
-        finding.region,
-        _KIND_ORDER.get(finding.kind, 99),
-        finding.key or "",
-    )

@@ -15,27 +15,39 @@ from .model import InstanceRecord, content_hash
 VOLATILE_FIELDS = frozenset({"state", "launch_time", "public_ips"})
 """Fields of InstanceRecord that are not configuration."""
 
-VOLATILE_RAW_KEYS = frozenset(
+VOLATILE_TOP_LEVEL_KEYS = frozenset(
     {
-        # AWS
+        # AWS (top level only: Monitoring.State, say, is configuration)
         "State",
         "StateReason",
         "StateTransitionReason",
         "LaunchTime",
-        "AttachTime",
         "UsageOperationUpdateTime",
         "PublicIpAddress",
         "PublicDnsName",
-        "Association",
         # Google Cloud ("Unknown CPU Platform" while stopped; the host moves on restart)
         "status",
+        "statusMessage",
         "cpuPlatform",
         "resourceStatus",
         "startRestricted",
-        "statusMessage",
         "lastStartTimestamp",
         "lastStopTimestamp",
         "lastSuspendedTimestamp",
+        # Azure, as `az vm list -d` prints it
+        "powerState",
+        "publicIps",
+        "fqdns",
+    }
+)
+"""Keys of a provider document dropped at its top level before hashing or diffing."""
+
+VOLATILE_RAW_KEYS = frozenset(
+    {
+        # AWS: attachment times, and the public address of an interface (gone on stop)
+        "AttachTime",
+        "Association",
+        # Google Cloud: etags and the ephemeral external address
         "fingerprint",
         "labelFingerprint",
         "natIP",
@@ -43,14 +55,15 @@ VOLATILE_RAW_KEYS = frozenset(
         # never match an older fingerprint)
         "systemData",
         "instanceView",
-        "powerState",
         "provisioningState",
         "etag",
-        "publicIps",
-        "fqdns",
     }
 )
-"""Keys of a provider document that are dropped at any depth before hashing or diffing."""
+"""Keys of a provider document dropped at any depth before hashing or diffing."""
+
+VOLATILE_NESTED_KEYS = {"MetadataOptions": frozenset({"State"})}
+"""Keys dropped one level below a top-level key (``MetadataOptions.State`` is "pending"
+until a change is applied)."""
 
 
 SHADOWED_RAW_PATHS: dict[str, frozenset[str]] = {
@@ -106,16 +119,28 @@ When no normalised field changed, these paths are reported after all, so a chang
 reported without its detail."""
 
 
-def strip_volatile(value: Any) -> Any:
-    """``value`` without VOLATILE_RAW_KEYS, at any depth (scalars are not copied)."""
+def strip_volatile(raw: dict[str, Any]) -> dict[str, Any]:
+    """A provider document without its volatile keys (scalars are not copied)."""
+    out = {}
+    for key, value in raw.items():
+        if key in VOLATILE_TOP_LEVEL_KEYS or key in VOLATILE_RAW_KEYS:
+            continue
+        nested = VOLATILE_NESTED_KEYS.get(key)
+        if nested is not None and type(value) is dict:
+            value = {k: v for k, v in value.items() if k not in nested}
+        out[key] = _strip(value) if type(value) in _CONTAINERS else value
+    return out
+
+
+def _strip(value: Any) -> Any:
     if type(value) is dict:
         return {
-            k: strip_volatile(v) if type(v) in _CONTAINERS else v
+            k: _strip(v) if type(v) in _CONTAINERS else v
             for k, v in value.items()
             if k not in VOLATILE_RAW_KEYS
         }
     if type(value) is list:
-        return [strip_volatile(v) if type(v) in _CONTAINERS else v for v in value]
+        return [_strip(v) if type(v) in _CONTAINERS else v for v in value]
     return value
 
 

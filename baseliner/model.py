@@ -15,11 +15,14 @@ import orjson
 
 __all__ = [
     "ALL",
+    "REGION_NOT_ENABLED",
     "Baseline",
     "Change",
     "DiffReport",
     "Entry",
     "Finding",
+    "KIND_ORDER",
+    "finding_order",
     "HistoryEvent",
     "InstanceRecord",
     "Inventory",
@@ -36,6 +39,7 @@ __all__ = [
     "canonical_json_bytes",
     "document_bytes",
     "content_hash",
+    "digest",
 ]
 
 ALL = "*"
@@ -53,6 +57,10 @@ class State(StrEnum):
     SUSPENDED = "suspended"
     TERMINATED = "terminated"
     UNKNOWN = "unknown"
+
+
+REGION_NOT_ENABLED = "region not enabled"
+"""Start of the detail of a scope skipped because its region is disabled (AWS opt-in)."""
 
 
 class Outcome(StrEnum):
@@ -105,6 +113,12 @@ class ScopeResult:
     """The error text for a failed scope, the reason for a skipped one."""
     instance_count: int = 0
     duration: float = 0.0
+
+    @property
+    def region_disabled(self) -> bool:
+        """Skipped because the region is not enabled for the account: nothing can run there,
+        so it was known to be empty (unlike a scope that failed or was left out)."""
+        return self.outcome is Outcome.SKIPPED and self.detail.startswith(REGION_NOT_ENABLED)
 
 
 @dataclass(frozen=True)
@@ -323,33 +337,44 @@ class Finding:
         return out
 
 
-_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+def _dumps(value: Any, option: int) -> bytes:
+    # Provider documents have string keys; only an odd one needs the slower non-string path.
+    try:
+        return orjson.dumps(value, option=option, default=str)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(value, option=option | orjson.OPT_NON_STR_KEYS, default=str)
 
 
 def canonical_json_bytes(value: Any) -> bytes:
-    """The one serialisation used for hashing and storage: sorted keys, no whitespace, UTF-8.
+    """The serialisation that is hashed into fingerprints: sorted keys, no whitespace, UTF-8.
 
     orjson rather than the standard library: it is about four times faster, and this runs
     for every record of every snapshot."""
-    return orjson.dumps(value, option=_ORJSON_OPTIONS, default=str)
+    return _dumps(value, orjson.OPT_SORT_KEYS)
 
 
 def document_bytes(value: Any) -> bytes:
     """A stored record body: compact JSON in the record's own key order.
 
-    Not sorted, which makes it about three times cheaper than :func:`canonical_json_bytes`.
-    Its hash only addresses the body: providers return their fields in a stable order, and
-    if one ever reorders them the cost is one more stored document, never a finding, since
-    the diff decides "modified" on the fingerprint (sorted) and not on this hash."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str)
+    Not sorted, which is cheaper than :func:`canonical_json_bytes`. Its hash only addresses
+    the body: providers return their fields in a stable order, and if one ever reorders them
+    the cost is one more stored document, never a finding, since the diff decides "modified"
+    on the fingerprint (sorted) and not on this hash."""
+    return _dumps(value, 0)
 
 
 def canonical_json(value: Any) -> str:
     return canonical_json_bytes(value).decode()
 
 
+def digest(data: bytes) -> str:
+    """128 bits of SHA-256 (hardware-accelerated, and collision-resistant: an attacker who
+    controls a tag value must not be able to make a changed record hash like the old one)."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
 def content_hash(value: Any) -> str:
-    return hashlib.blake2b(canonical_json_bytes(value), digest_size=16).hexdigest()
+    return digest(canonical_json_bytes(value))
 
 
 # ---------------------------------------------------------------- review: history, inventory
@@ -463,3 +488,30 @@ class Inventory:
     empty_scopes: int = 0
     """Scopes collected successfully that hold no instance (not listed as rows)."""
     skipped_scopes: int = 0
+
+
+KIND_ORDER = (
+    "coverage_gap",
+    "unused_region",
+    "count_threshold",
+    "instance_deleted",
+    "instance_created",
+    "unapproved_image",
+    "instance_reverted",
+    "instance_modified",
+    "instance_stopped",
+    "instance_started",
+)
+"""Within one scope, findings are listed in this order (what can't be trusted first)."""
+_KIND_RANK = {kind: i for i, kind in enumerate(KIND_ORDER)}
+
+
+def finding_order(finding: Finding) -> tuple[Any, ...]:
+    """The deterministic order of findings: scope, then kind, then key."""
+    return (
+        finding.provider,
+        finding.account,
+        finding.region,
+        _KIND_RANK.get(finding.kind, len(KIND_ORDER)),
+        finding.key or "",
+    )

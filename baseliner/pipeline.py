@@ -168,6 +168,11 @@ def diff_against_baseline(
             f"no baseline in {store.path}; approve a snapshot with 'baseliner baseline set'"
         )
     target = new_id if new_id is not None else store.resolve("latest")
+    if target < baseline.snapshot_id:
+        raise InputError(
+            f"snapshot {target} is older than the baseline (snapshot {baseline.snapshot_id}); "
+            "drift is measured forward from the baseline"
+        )
     report = diff(store, baseline.snapshot_id, target, rules_config)
     return replace(report, baseline=baseline)
 
@@ -243,7 +248,13 @@ def resolve_pair(store: Store, old_ref: str | None, new_ref: str | None) -> tupl
     """Defaults: NEW is the latest snapshot, OLD the one before NEW."""
     new_id = store.resolve(new_ref or "latest")
     if old_ref is not None:
-        return store.resolve(old_ref), new_id
+        old_id = store.resolve(old_ref)
+        if old_id > new_id:
+            raise InputError(
+                f"OLD (snapshot {old_id}) is newer than NEW (snapshot {new_id}); "
+                "give the older snapshot first"
+            )
+        return old_id, new_id
     earlier = [s.id for s in store.snapshots() if s.id < new_id]
     if not earlier:
         raise InputError(

@@ -55,6 +55,10 @@ GCP_SECRET_METADATA = (
     "sshkeys",
     "windows-keys",
     "kube-env",
+    "gce-container-declaration",
+    "user-data*",
+    "*env*",
+    "*-key",
     "*password*",
     "*passwd*",
     "*secret*",
@@ -71,7 +75,15 @@ _CREDENTIAL = re.compile(
         (
             r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
             r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
-            r"(?i:(?:password|passwd|pwd|secret|api[_-]?key|token)\s*[=:]\s*\S+)",
+            # NAME=value, NAME: value, DB_PASSWORD=..., AWS_SECRET_ACCESS_KEY=...
+            r"(?i:[a-z0-9_.-]*(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?key|token"
+            r"|credential)[a-z0-9_.-]*['\"]?\s*[=:]\s*\S+)",
+            # YAML env entries: "- name: DB_PASSWORD" followed by "value: ..."
+            r"(?is:name:\s*['\"]?[a-z0-9_.-]*(?:password|passwd|secret|token|key|credential)"
+            r"[a-z0-9_.-]*['\"]?\s*\n\s*value:\s*\S+)",
+            r"(?i:\bbearer\s+[a-z0-9._~+/=-]{16,})",
+            r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+",
+            r"hooks\.slack\.com/services/[A-Za-z0-9/]+",
             r"(?i:(?:accountkey|sharedaccesskey)=[^;\s]+)",
             r"[?&]sig=[0-9A-Za-z%+/=]{10,}",
             r"\bxox[abprs]-[0-9A-Za-z-]{10,}",
@@ -95,7 +107,8 @@ def is_marker(value: Any) -> bool:
 
 
 _HINTS = re.compile(
-    r"private key|akia|asia|pass|pwd|secret|api|token|xox|gh[pousr]_|accesskey|accountkey|sig="
+    r"private key|akia|asia|pass|pwd|secret|api|token|xox|gh[pousr]_|key|sig=|bearer|eyj"
+    r"|credential|hooks\.slack"
 )
 """Cheap test (on the lowercased value) without which no credential pattern can match."""
 
@@ -118,7 +131,7 @@ def redact(document: Any, name: str = "") -> Any:
     strings are built, scalars are handled without a call, and the credential patterns are
     tried only on strings that contain a hint of one."""
     if isinstance(document, dict):
-        if len(document) == 2 and "key" in document and "value" in document:
+        if "key" in document and "value" in document:
             return _redact_metadata_item(document)
         out: dict[str, Any] = {}
         for key, value in document.items():
@@ -135,6 +148,8 @@ def redact(document: Any, name: str = "") -> Any:
                     out[key] = marker(value, key)
                 else:
                     out[key] = redact(value, key)
+            elif isinstance(key, str) and key.lower() in SECRET_KEY_NAMES and kind in _NUMBERS:
+                out[key] = marker(value, key)  # a numeric PIN or password is a secret too
             else:
                 out[key] = value
         return out
@@ -149,10 +164,15 @@ def redact(document: Any, name: str = "") -> Any:
 
 
 _PLAIN = (int, float, bool, type(None))
+_NUMBERS = (int, float)
 
 
 def _redact_metadata_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A ``{"key": ..., "value": ...}`` item (GCP metadata, and the like): the key says
+    whether the value is a secret. Other fields of the item are redacted as usual."""
     key, value = item["key"], item["value"]
+    rest = {k: v for k, v in item.items() if k not in ("key", "value")}
+    out = redact(rest) if rest else {}
     if isinstance(key, str) and _secret_metadata_key(key) and not is_marker(value):
-        return {"key": key, "value": marker(value, f"metadata.{key}")}
-    return {"key": key, "value": redact(value, str(key))}
+        return {"key": key, "value": marker(value, f"metadata.{key}"), **out}
+    return {"key": key, "value": redact(value, str(key)), **out}

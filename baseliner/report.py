@@ -13,10 +13,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.padding import Padding
 from rich.panel import Panel
 from rich.rule import Rule
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -71,6 +72,29 @@ def _where(finding: Finding) -> str:
 
 def _justified(finding: Finding) -> dict[str, Any] | None:
     return finding.extra.get("justified")
+
+
+# ---------------------------------------------------------------- terminal safety
+
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def scrub(text: str) -> str:
+    """Control characters shown as ``\\xNN``: a tag value holding ESC sequences must not
+    clear a reviewer's screen or overwrite the findings above it."""
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class SafeConsole(Console):
+    """A rich Console whose text content is scrubbed of control characters; the escape
+    codes rich itself writes for styles are added later and are unaffected."""
+
+    def render(self, renderable: Any, options: Any = None) -> Iterable[Segment]:
+        for segment in super().render(renderable, options):
+            if segment.control is None and _UNSAFE.search(segment.text):
+                yield Segment(scrub(segment.text), segment.style, None)
+            else:
+                yield segment
 
 
 # ---------------------------------------------------------------- JSON

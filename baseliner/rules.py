@@ -37,6 +37,7 @@ from .model import (
     Scope,
     ScopeResult,
     Severity,
+    finding_order,
 )
 
 __all__ = [
@@ -122,24 +123,6 @@ PROVIDERS = ("aws", "gcp", "azure")
 METRICS = ("max_instances", "max_created", "max_deleted")
 PER = ("region", "account", "provider")
 _INSTANCE_KINDS = frozenset(k for k in KINDS if k.startswith("instance_")) | {"unapproved_image"}
-_KIND_ORDER = {
-    kind: i
-    for i, kind in enumerate(
-        [
-            "coverage_gap",
-            "unused_region",
-            "count_threshold",
-            "instance_deleted",
-            "instance_created",
-            "unapproved_image",
-            "instance_reverted",
-            "instance_modified",
-            "instance_stopped",
-            "instance_started",
-        ]
-    )
-}
-
 
 # ---------------------------------------------------------------- configuration
 
@@ -323,7 +306,7 @@ def evaluate(
     out = _change_thresholds(out, config)
     out.extend(estate_findings(context.new_entries, config, context.baseline))
     out = [_justify(_classify(f, config), config, context) for f in out]
-    out.sort(key=_order)
+    out.sort(key=finding_order)
     return out
 
 
@@ -352,16 +335,6 @@ def _classify(finding: Finding, config: RulesConfig) -> Finding:
             "data_component": finding.extra.get("data_component")
             or DATA_COMPONENT.get(finding.kind, ""),
         },
-    )
-
-
-def _order(finding: Finding) -> tuple[Any, ...]:
-    return (
-        finding.provider,
-        finding.account,
-        finding.region,
-        _KIND_ORDER.get(finding.kind, 99),
-        finding.key or "",
     )
 
 
@@ -557,11 +530,14 @@ class _Outcomes:
     def __init__(self, results: Iterable[ScopeResult]) -> None:
         self.exact: dict[Scope, Outcome] = {}
         self.wildcards: list[ScopeResult] = []
+        self.disabled: set[Scope] = set()
         for r in results:
             if ALL in (r.scope.account, r.scope.region):
                 self.wildcards.append(r)
             else:
                 self.exact[r.scope] = r.outcome
+                if r.region_disabled:
+                    self.disabled.add(r.scope)
 
     def __call__(self, scope: Scope) -> Outcome | None:
         if scope in self.exact:
@@ -590,8 +566,9 @@ def _unused_regions(
 ) -> list[Finding]:
     """One finding per (provider, account, region) holding instances where none belong:
     outside ``expected_regions``; for a provider without that key, a region the baseline
-    collected successfully and found empty. A region the baseline failed or skipped was
-    not seen empty, so it is never unused on that ground."""
+    collected successfully and found empty, or had not even enabled (an AWS opt-in region).
+    A region the baseline failed or skipped for another reason was not seen empty, so it
+    is never unused on that ground."""
     rules: dict[Scope, dict[str, Any]] = {}
     outcome = _Outcomes(baseline.scopes if baseline else ())
     for scope in counts:
@@ -602,7 +579,7 @@ def _unused_regions(
         elif (
             baseline is not None
             and baseline.counts.get(scope, 0) == 0
-            and outcome(scope) is Outcome.OK
+            and (outcome(scope) is Outcome.OK or scope in outcome.disabled)
         ):
             rules[scope] = {"empty_in_baseline": baseline.snapshot_id}
     if not rules:

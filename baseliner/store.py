@@ -18,7 +18,6 @@ is created readable by its owner only (0600).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -48,6 +47,7 @@ from .model import (
     State,
     document_bytes,
 )
+from .model import digest as model_digest
 
 SCHEMA_VERSION = 3
 _CHUNK = 500
@@ -178,43 +178,66 @@ class Store:
 
     def __init__(self, path: Path, create: bool) -> None:
         self.path = path
-        if not path.exists():
-            if not create:
-                raise StoreError(f"{path}: no database yet; run 'baseliner collect' first")
-            _create_private(path)
+        if path.is_dir():
+            raise StoreError(f"{path}: is a directory, not a database file")
+        fresh = not path.exists() or path.stat().st_size == 0
+        if fresh and not create:
+            raise StoreError(f"{path}: no database yet; run 'baseliner collect' first")
         try:
+            if not path.exists():
+                _create_private(path)
             conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-            conn.execute("PRAGMA foreign_keys = ON")
-            # WAL: readers (diff, status) never wait for a collection being written.
-            conn.execute("PRAGMA journal_mode = WAL")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a readable baseliner database ({exc})") from None
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create the database: {exc.strerror}") from None
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
+        # Nothing is changed in a file before it is known to be ours and not newer.
+        self._check(version)
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            if version < SCHEMA_VERSION:
+                self._migrate()
+            # WAL: readers (diff, status) never wait for a collection being written.
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"{path}: cannot open for writing: {exc}") from None
+
+    def _check(self, version: int) -> None:
         if version > SCHEMA_VERSION:
+            self.conn.close()
             raise StoreError(
-                f"{path}: database schema {version} is newer than this baseliner "
+                f"{self.path}: database schema {version} is newer than this baseliner "
                 f"(supports {SCHEMA_VERSION}); upgrade baseliner"
             )
-        if version < SCHEMA_VERSION:
-            if version == 0 and self._has_foreign_tables():
-                raise StoreError(f"{path}: an SQLite database, but not baseliner's")
-            self._migrate(version)
+        if version == 0 and self._has_foreign_tables():
+            self.conn.close()
+            raise StoreError(f"{self.path}: an SQLite database, but not baseliner's")
 
     def _has_foreign_tables(self) -> bool:
         return bool(self.db.table_names())
 
-    def _migrate(self, version: int) -> None:
+    def _migrate(self) -> None:
+        """Bring the schema up to date. The level is read again inside the write
+        transaction, so two processes opening a new database at once migrate it once."""
         try:
             self.conn.execute("BEGIN IMMEDIATE")
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0 and self._has_foreign_tables():
+                raise StoreError(f"{self.path}: an SQLite database, but not baseliner's")
             for level in range(version + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[level](self.db)
                 self.conn.execute(f"PRAGMA user_version = {level}")
             self.conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self.conn.execute("ROLLBACK")
-            raise StoreError(f"{self.path}: migration failed: {exc}") from None
+        except BaseException as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path}: migration failed: {exc}") from None
+            raise
 
     def close(self) -> None:
         self.conn.close()
@@ -793,8 +816,7 @@ def _compress_all(items: list[tuple[bytes, bytes]]) -> list[bytes]:
     return [body for part in parts for body in part]
 
 
-def _digest(body: bytes) -> str:
-    return hashlib.blake2b(body, digest_size=16).hexdigest()
+_digest = model_digest
 
 
 def _like_escape(value: str) -> str:

@@ -116,3 +116,15 @@ def test_a_swapped_root_volume_changes_the_fingerprint(raw):
 )
 def test_region_of_zone_handles_local_and_wavelength_zones(zone, region):
     assert aws.region_of_zone(zone) == region
+
+
+def test_nested_state_that_is_configuration_changes_the_fingerprint(raw):
+    changed = copy.deepcopy(raw)
+    changed["Monitoring"] = {"State": "enabled"}
+    assert fingerprint(aws.normalise(raw, SCOPE)) != fingerprint(aws.normalise(changed, SCOPE))
+
+
+def test_metadata_options_being_applied_is_not_a_change(raw):
+    pending = copy.deepcopy(raw)
+    pending["MetadataOptions"]["State"] = "pending"
+    assert fingerprint(aws.normalise(raw, SCOPE)) == fingerprint(aws.normalise(pending, SCOPE))

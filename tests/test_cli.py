@@ -87,6 +87,7 @@ def test_snapshots_table(db, capsys):
     ("argv", "code", "message"),
     [
         (["diff", "7"], 2, "no snapshot 7"),
+        (["diff", "2", "1"], 2, "is newer than NEW"),
         (["diff", "sometime"], 2, "not a snapshot reference"),
         (["show", "i-doesnotexist"], 2, "no instance"),
         (["collect", "--from-export", "/nonexistent/x.json"], 2, "no such export"),
@@ -153,3 +154,27 @@ def test_bad_config_key_exit_2_names_file_and_key(tmp_path, capsys):
 def test_console_script_is_installed():
     done = subprocess.run(["baseliner", "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("baseliner ")
+
+
+def test_escape_sequences_in_cloud_values_never_reach_the_terminal(tmp_path, capsys):
+    doc = json.loads((SAMPLE / "t1" / "222222222222-us-east-1.json").read_text())
+    name = doc["Reservations"][0]["Instances"][0]["Tags"][0]
+    t1 = tmp_path / "t1"
+    t1.mkdir()
+    (t1 / "222222222222-us-east-1.json").write_text(json.dumps(doc))
+    name["Value"] = "ci\x1b]0;PWNED\x07\x1b[2J\x1b[31mevil"
+    t2 = tmp_path / "t2"
+    t2.mkdir()
+    (t2 / "222222222222-us-east-1.json").write_text(json.dumps(doc))
+    db = str(tmp_path / "e.db")
+    for moment in (t1, t2):
+        assert run(capsys, "--db", db, "collect", "--from-export", str(moment))[0] == 0
+    outputs = [run(capsys, "--db", db, *argv)[1] for argv in (
+        ["diff"], ["diff", "--format", "markdown"], ["show", "i-0d77777777777777a"],
+        ["history", "i-0d77777777777777a"])]
+    assert all("\x1b" not in o and "\x07" not in o for o in outputs)
+    assert "\\x1b[2J" in outputs[0]
+    code, out, _ = run(capsys, "--db", db, "diff", "--format", "json")
+    values = [c["new"] for f in json.loads(out)["findings"] for c in f["changes"]]
+    assert "ci\x1b]0;PWNED\x07\x1b[2J\x1b[31mevil" in values  # JSON keeps it, escaped
+    assert "\x1b" not in out

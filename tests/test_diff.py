@@ -144,3 +144,18 @@ def test_order_is_deterministic(store):
     again = findings(store, old, new)
     assert [f.key for f in first] == [f.key for f in again]
     assert [f.region for f in first] == sorted(f.region for f in first)
+
+
+def test_instances_in_a_newly_enabled_region_are_created_not_a_gap(store):
+    from baseliner.model import REGION_NOT_ENABLED, ScopeResult
+
+    hong_kong = Scope("aws", "111111111111", "ap-east-1")
+    old = snapshot(record("i-1"))
+    old = replace(old, scopes=old.scopes + (
+        ScopeResult(hong_kong, Outcome.SKIPPED, f"{REGION_NOT_ENABLED} (opt-in)"),))
+    new = snapshot(record("i-1"), record("i-hk1", hong_kong), record("i-hk2", hong_kong),
+                   scopes={EAST: Outcome.OK, WEST: Outcome.OK, hong_kong: Outcome.OK})
+    assert summary(findings(store, old, new)) == [
+        ("instance_created", "i-hk1"),
+        ("instance_created", "i-hk2"),
+    ]

@@ -92,3 +92,44 @@ def test_an_empty_cloud_cli_listing_adds_no_scope(tmp_path):
     result = read_exports([tmp_path])
     assert [r.scope for r in result.scopes] == [Scope("aws", "123456789012", "eu-north-1")]
     assert result.records == []
+
+
+def _reservation(instance_id, zone="us-east-1a", owner="123456789012"):
+    return {"OwnerId": owner, "Instances": [
+        {"InstanceId": instance_id, "Placement": {"AvailabilityZone": zone},
+         "State": {"Name": "running"}}]}
+
+
+def test_a_truncated_export_is_refused_not_read_as_deletions(tmp_path):
+    path = tmp_path / "123456789012-us-east-1.json"
+    path.write_text(json.dumps({"Reservations": [_reservation("i-1")], "NextToken": "abc"}))
+    with pytest.raises(InputError, match="truncated export"):
+        read_exports([path])
+
+
+def test_a_file_named_for_one_region_holding_another_is_refused(tmp_path):
+    # 'aws ec2 describe-instances' run without --region, saved under the wrong name: the
+    # named region would otherwise be "collected, empty" and its instances "deleted".
+    path = tmp_path / "123456789012-us-east-1.json"
+    path.write_text(json.dumps({"Reservations": [_reservation("i-1", "eu-west-1a")]}))
+    with pytest.raises(InputError, match="the file name says 123456789012/us-east-1"):
+        read_exports([path])
+
+
+@pytest.mark.parametrize("bad_id", [None, "", 5, ["i-1"]])
+def test_an_instance_id_that_is_not_a_string_is_refused(tmp_path, bad_id):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"Reservations": [_reservation(bad_id)]}))
+    with pytest.raises(InputError, match="InstanceId"):
+        read_exports([path])
+
+
+def test_odd_tag_and_group_types_are_kept_as_text(tmp_path):
+    doc = {"Reservations": [_reservation("i-1")]}
+    instance = doc["Reservations"][0]["Instances"][0]
+    instance["Tags"] = [{"Key": "ticket", "Value": 5}]
+    instance["SecurityGroups"] = [{"GroupId": 7}]
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(doc))
+    [record] = read_exports([path]).records
+    assert record.tags == {"ticket": "5"} and record.security_groups == ("7",)

@@ -494,3 +494,18 @@ def test_the_commented_example_in_the_example_configuration_is_valid():
     assert config.expected_regions["aws"] == ("us-east-1", "eu-*")
     assert config.thresholds[0].max_deleted == 10
     assert config.severity["instance_stopped"] is Severity.INFO
+
+
+def test_a_region_disabled_in_the_baseline_counts_as_empty(store):
+    from baseliner.model import REGION_NOT_ENABLED, ScopeResult
+
+    base = snapshot(record("i-east"), scopes={EAST: Outcome.OK})
+    base = replace(base, scopes=base.scopes + (
+        ScopeResult(TOKYO, Outcome.SKIPPED, f"{REGION_NOT_ENABLED} (opt-in)"),))
+    ids = write(store, base)
+    store.set_baseline(ids[0], "alice", "approved", "2026-12-01T00:00:00Z")
+    found = diff(store, base, snapshot(record("i-east"), record("i-x", TOKYO),
+                                       scopes={EAST: Outcome.OK, TOKYO: Outcome.OK}))
+    assert one(found, "unused_region").extra["instances"] == ["i-x"]
+    assert one(found, "instance_created").instance_id == "i-x"
+    assert not [f for f in found if f.kind == "coverage_gap"]

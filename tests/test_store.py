@@ -120,3 +120,40 @@ def test_newer_schema_is_refused(tmp_path):
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StoreError, match="newer"):
         open_store(path)
+
+
+def test_two_processes_creating_the_database_at_once_both_succeed(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "race.db"
+    code = (
+        "import sys; from pathlib import Path; from baseliner.store import open_store\n"
+        "open_store(Path(sys.argv[1]), create=True).close()\n"
+    )
+    for _ in range(3):
+        path.unlink(missing_ok=True)
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(path)],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    with open_store(path) as store:
+        assert store.snapshots() == []
+
+
+def test_refused_databases_are_left_byte_for_byte_untouched(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE mine (x)")
+    before = path.read_bytes()
+    with pytest.raises(StoreError):
+        open_store(path, create=True)
+    assert path.read_bytes() == before
+
+
+def test_an_empty_file_is_not_initialised_by_a_reader(tmp_path):
+    path = tmp_path / "empty.db"
+    path.touch()
+    with pytest.raises(StoreError, match="no database yet"):
+        open_store(path)
+    assert path.stat().st_size == 0

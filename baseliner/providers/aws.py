@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import AwsAccount, AwsConfig, Config
 from ..errors import InputError, ProviderError
-from ..model import ALL, InstanceRecord, Outcome, Scope, ScopeResult, State
+from ..model import ALL, REGION_NOT_ENABLED, InstanceRecord, Outcome, Scope, ScopeResult, State
 from ..redact import redact
 from . import Plan, UnitResult, WorkUnit
 
@@ -53,7 +53,9 @@ _DISABLED_REGION_CODES = {"OptInRequired", "AuthFailure", "UnrecognizedClientExc
 def normalise(raw: dict[str, Any], scope: Scope) -> InstanceRecord:
     """A redacted, JSON-safe ``DescribeInstances`` instance document to a record."""
     instance_id = raw["InstanceId"]
-    tags = {t["Key"]: t.get("Value", "") for t in raw.get("Tags") or []}
+    if not isinstance(instance_id, str) or not instance_id:
+        raise ValueError(f"InstanceId must be a non-empty string, got {instance_id!r}")
+    tags = {str(t["Key"]): str(t.get("Value", "")) for t in raw.get("Tags") or []}
     interfaces = raw.get("NetworkInterfaces") or []
     private_ips = [raw.get("PrivateIpAddress")]
     public_ips = [raw.get("PublicIpAddress")]
@@ -86,7 +88,7 @@ def normalise(raw: dict[str, Any], scope: Scope) -> InstanceRecord:
         private_ips=_unique(private_ips),
         public_ips=_unique(public_ips),
         network={"vpc": raw.get("VpcId"), "subnet": raw.get("SubnetId")},
-        security_groups=tuple(sorted({g["GroupId"] for g in raw.get("SecurityGroups") or []})),
+        security_groups=tuple(sorted({str(g["GroupId"]) for g in raw.get("SecurityGroups") or []})),
         tags=tags,
         identity=(raw.get("IamInstanceProfile") or {}).get("Arn"),
         key_name=raw.get("KeyName"),
@@ -131,8 +133,14 @@ def export_detect(doc: Any) -> bool:
 def export_read(doc: Any, path: Path) -> tuple[set[Scope], list[InstanceRecord]]:
     scopes: set[Scope] = set()
     records: list[InstanceRecord] = []
+    if doc.get("NextToken"):
+        # A page of a longer listing (--max-items, --page-size): what is missing from it
+        # would read as deleted.
+        raise InputError(f"{path}: a truncated export (it has a NextToken); save every page")
+    named = None
     if (m := _ACCOUNT_REGION_NAME.search(path.name)) is not None:
-        scopes.add(Scope(PROVIDER, m.group(1), m.group(2)))
+        named = Scope(PROVIDER, m.group(1), m.group(2))
+        scopes.add(named)
     reservations = doc["Reservations"]
     if not isinstance(reservations, list):
         raise InputError(f"{path}: Reservations is not a list")
@@ -153,6 +161,14 @@ def export_read(doc: Any, path: Path) -> tuple[set[Scope], list[InstanceRecord]]
                     f"{where}.Instances[{j}]: no region in Placement.AvailabilityZone {zone!r}"
                 )
             scope = Scope(PROVIDER, account, region)
+            if named is not None and scope != named:
+                # The name claims a complete listing of one scope: content from another
+                # (describe-instances run without --region) would turn the named scope's
+                # instances into false deletions.
+                raise InputError(
+                    f"{where}.Instances[{j}]: in {account}/{region}, but the file name says "
+                    f"{named.account}/{named.region}"
+                )
             scopes.add(scope)
             if is_live(instance):
                 records.append(normalise(redact(instance), scope))
@@ -280,7 +296,7 @@ def _plan_account(
             results.append(ScopeResult(scope, Outcome.SKIPPED,
                                        f"not a region of partition {partition}"))
         elif status == "not-opted-in":
-            results.append(ScopeResult(scope, Outcome.SKIPPED, "region not enabled (opt-in)"))
+            results.append(ScopeResult(scope, Outcome.SKIPPED, f"{REGION_NOT_ENABLED} (opt-in)"))
         else:
             units.append(WorkUnit(
                 label=str(scope),
@@ -290,11 +306,20 @@ def _plan_account(
     return units, results
 
 
-def _partition_of(session: Any, region: str) -> str | None:
+_PARTITION_PREFIXES = (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-isob-", "aws-iso-b"),
+                       ("us-iso-", "aws-iso"), ("eu-isoe-", "aws-iso-e"), ("us-isof-", "aws-iso-f"))
+
+
+def _partition_of(session: Any, region: str) -> str:
+    """The partition of ``region``; one newer than the installed botocore is placed by its
+    name, so a region AWS just launched is still collected (never silently dropped)."""
     try:
         return session.get_partition_for_region(region)
-    except Exception:  # botocore raises UnknownRegionError (or worse) for unknown names
-        return None
+    except Exception:  # botocore raises UnknownRegionError for names it does not know
+        for prefix, partition in _PARTITION_PREFIXES:
+            if region.startswith(prefix):
+                return partition
+        return "aws"
 
 
 def _region_runner(session: Any, lock: threading.Lock, scope: Scope, client_config: Any,
@@ -313,7 +338,7 @@ def _region_runner(session: Any, lock: threading.Lock, scope: Scope, client_conf
             code = exc.response.get("Error", {}).get("Code", "")
             if opt_in == "opted-in" and code in _DISABLED_REGION_CODES or code == "OptInRequired":
                 return UnitResult(scopes=[ScopeResult(
-                    scope, Outcome.SKIPPED, f"region disabled ({code})", 0,
+                    scope, Outcome.SKIPPED, f"{REGION_NOT_ENABLED} ({code})", 0,
                     time.monotonic() - started)])
             raise ProviderError(_describe(exc)) from None
         except BotoCoreError as exc:

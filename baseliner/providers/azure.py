@@ -120,6 +120,8 @@ def normalise(raw: dict[str, Any], scope: Scope) -> InstanceRecord:
     """
     props = _properties(raw)
     vm_id = props["vmId"]
+    if not isinstance(vm_id, str) or not vm_id:
+        raise ValueError(f"vmId must be a non-empty string, got {vm_id!r}")
     hardware = props.get("hardwareProfile") or {}
     storage = props.get("storageProfile") or {}
     os_profile = props.get("osProfile") or {}

@@ -107,7 +107,12 @@ _REQUEST_PREFIX = re.compile(r"^[A-Z]+ \S+: ")
 
 def normalise(raw: dict[str, Any], scope: Scope) -> InstanceRecord:
     """A redacted instance document (camelCase, as gcloud prints it) to a record."""
-    instance_id = str(raw["id"])
+    instance_id = raw["id"]
+    if isinstance(instance_id, bool) or not isinstance(instance_id, str | int) or (
+        not str(instance_id).isdigit()
+    ):
+        raise ValueError(f"id must be the numeric instance id, got {instance_id!r}")
+    instance_id = str(instance_id)
     interfaces = raw.get("networkInterfaces") or []
     private_ips: list[str | None] = []
     public_ips: list[str | None] = []
@@ -137,7 +142,7 @@ def normalise(raw: dict[str, Any], scope: Scope) -> InstanceRecord:
             "subnet": partial_url(primary.get("subnetwork")),
         },
         security_groups=tuple(sorted(set((raw.get("tags") or {}).get("items") or []))),
-        tags=dict(raw.get("labels") or {}),
+        tags={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
         identity=",".join(emails) or None,
         key_name=_ssh_keys(raw),
         root_disk=partial_url(boot.get("source")),
