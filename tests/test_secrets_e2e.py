@@ -1,10 +1,14 @@
-"""Secrets planted through the real SDK paths never reach the database, the JSON or the
-terminal, while a change of a secret is still reported (through its hash marker)."""
+"""All three clouds in one configuration make one snapshot; secrets planted through the real
+SDK paths never reach the database, the JSON or the terminal, while a change of a secret is
+still reported (through its hash marker)."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
+import time
 import zlib
 
 import pytest
@@ -12,13 +16,29 @@ import pytest
 from baseliner.cli import main
 
 from .aws_fakes import ec2, launch, moto_server, reset
+from .fake_azure import TOKEN, FakeArm, make_certificate
 from .fake_gcp import FakeGcpServer
 
 STARTUP = "#!/bin/sh\ncurl -H 'Authorization: Bearer s3cr3t-gcp-token-123' https://x"
 SSH = "alice:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlantedSshKeyMaterial alice"
 TAG = "password=Planted-AWS-Tag-Secret-42"
+CUSTOM_DATA = "IyEvYmluL3NoCmV4cG9ydCBQTEFOVEVEPWF6dXJlLWN1c3RvbS1kYXRh"
+ADMIN_PASSWORD = "Planted-Azure-Admin-Pw-9"
 SECRETS = ("s3cr3t-gcp-token-123", "AAAAC3NzaC1lZDI1NTE5AAAAIPlantedSshKeyMaterial",
-           "Planted-AWS-Tag-Secret-42", "rotated-secret-value-77")
+           "Planted-AWS-Tag-Secret-42", "rotated-secret-value-77", CUSTOM_DATA, ADMIN_PASSWORD)
+SUBSCRIPTION = "aaaaaaaa-1111-2222-3333-444444444444"
+
+
+def az_login(tmp_path, monkeypatch, ca_file) -> None:
+    """A stand-in ``az`` for the "cli" credential, and the fake ARM's CA for requests."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    az = bin_dir / "az"
+    token = {"accessToken": TOKEN, "expires_on": int(time.time()) + 3600, "tokenType": "Bearer"}
+    az.write_text(f"#!/bin/sh\necho '{json.dumps(token)}'\n")
+    az.chmod(az.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
 
 
 @pytest.fixture(autouse=True)
@@ -44,9 +64,19 @@ def every_stored_text(db) -> str:
     return "\n".join(texts) + db.read_bytes().decode("latin-1")
 
 
-def test_no_planted_secret_reaches_storage_json_or_terminal(tmp_path, capsys, monkeypatch):
+def test_no_planted_secret_reaches_storage_json_or_terminal(tmp_path, capsys, monkeypatch,
+                                                             request):
+    (tmp_path / "tls").mkdir()
+    certificate = make_certificate(tmp_path / "tls")
+    az_login(tmp_path, monkeypatch, certificate[0])
+    arm = FakeArm(*certificate).start()
+    request.addfinalizer(arm.stop)
     with moto_server() as endpoint, FakeGcpServer() as gcp:
         reset(endpoint)
+        azure_vm = arm.add_vm(SUBSCRIPTION, "jump", "westeurope", extra={
+            "properties.osProfile": {"computerName": "jump", "adminUsername": "ops",
+                                     "adminPassword": ADMIN_PASSWORD,
+                                     "customData": CUSTOM_DATA}})
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
         client = ec2(endpoint, "us-east-1")
         [instance] = launch(client, 1, name="web")
@@ -57,7 +87,9 @@ def test_no_planted_secret_reaches_storage_json_or_terminal(tmp_path, capsys, mo
         cfg = tmp_path / "c.toml"
         cfg.write_text(f'[aws]\nregions = ["us-east-1"]\nmax_attempts = 2\n'
                        f'[gcp]\nprojects = ["acme-prod-1234"]\nendpoint = "{gcp.url}"\n'
-                       "max_attempts = 2\n")
+                       "max_attempts = 2\n"
+                       f'[azure]\nsubscriptions = ["{SUBSCRIPTION}"]\ncredential = "cli"\n'
+                       f'endpoint = "{arm.base_url}"\nmax_attempts = 2\n')
         db = tmp_path / "s.db"
         outputs = []
 
@@ -68,7 +100,10 @@ def test_no_planted_secret_reaches_storage_json_or_terminal(tmp_path, capsys, mo
             outputs.append(captured.out + captured.err)
             return code
 
-        assert run("collect") == 0
+        assert run("collect", "--format", "json") == 0
+        first = json.loads(outputs[-1])
+        assert first["status"] == "complete" and first["instance_count"] == 3
+        assert {s["provider"] for s in first["scopes"]} == {"aws", "gcp", "azure"}
         items = vm["metadata"]["items"]
         next(i for i in items if i["key"] == "startup-script")["value"] = (
             "#!/bin/sh\nexport TOKEN=rotated-secret-value-77"
@@ -80,6 +115,7 @@ def test_no_planted_secret_reaches_storage_json_or_terminal(tmp_path, capsys, mo
         assert run("show", instance) == 0
         assert run("show", instance, "--format", "json") == 0
         assert run("show", vm["id"], "--format", "json") == 0
+        assert run("show", azure_vm["properties"]["vmId"]) == 0
 
     changed = [f for f in diff["findings"] if f["kind"] == "instance_modified"]
     assert [f["instance_id"] for f in changed] == [vm["id"]]
