@@ -6,9 +6,11 @@ Two kinds of finding reach a sink:
   started, stopped). Each is sent once, in the cycle that saw it.
 - **conditions**: a state that lasts (an unused region still active, a threshold still
   exceeded, a scope still failing, an instance still drifted from the baseline). Each has an
-  id (kind, provider, account, region, plus the instance for baseline drift) and a digest of
-  its content; it is sent when it appears, again when its digest changes, and again after
-  ``[daemon] remind_after``. A condition that disappears is forgotten, so its return alerts.
+  id (kind, provider, account, region, plus the rule for a threshold and the instance for
+  baseline drift) and a digest of its content; it is sent when it appears, again when its
+  digest changes, and again after ``[daemon] remind_after``. A condition that disappears is
+  forgotten, so its return alerts; one whose scope failed to collect this cycle has not
+  disappeared (its absence proves nothing) and is kept.
 
 A sink that fails is logged and recorded (``baseliner status`` shows it); it never stops the
 cycle. A condition whose delivery failed on any sink is not marked sent, so it is retried in
@@ -16,19 +18,23 @@ the next cycle (events are not: the next diff no longer contains them).
 
 The URL of a webhook is a secret (Slack and Teams put the credential in the path): it is
 never logged or stored; sinks are named ``webhook:<scheme>://<host>`` unless given a name.
+A failed delivery is recorded as the exception type (and the HTTP status), never the text of
+an exception from the HTTP layer, which may quote the URL.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
+import re
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,9 +42,9 @@ from urllib.parse import urlsplit
 
 from . import __version__
 from .config import Section
-from .durations import parse_duration
+from .durations import format_duration, parse_duration
 from .errors import ConfigError
-from .model import Finding, Severity, content_hash
+from .model import ALL, Finding, Outcome, Scope, ScopeResult, Severity, content_hash
 from .rules import KINDS
 
 logger = logging.getLogger(__name__)
@@ -63,6 +69,10 @@ _VOLATILE = frozenset({"taken_at", "snapshot", "snapshot_id", "seen_at", "alert"
 """Finding keys left out of a condition's digest: they change without the condition changing."""
 _SLACK_PER_MESSAGE = 40
 _SLACK_TEXT_LIMIT = 2900
+_URL_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
+"""Characters http.client refuses in a URL (and urlsplit silently drops some of)."""
+MAX_TIMEOUT = 600.0
+"""The longest per-attempt webhook ``timeout``."""
 
 
 # ---------------------------------------------------------------- configuration
@@ -125,6 +135,8 @@ def parse_config(data: list[Any], file: str) -> tuple[SinkConfig, ...]:
             if fmt not in FORMATS:
                 s.fail(s.name("format"), f'expected "slack" or "json", got {fmt!r}')
             timeout = parse_duration(s.string("timeout", "10s") or "10s", s, "timeout")
+            if timeout > MAX_TIMEOUT:
+                s.fail(s.name("timeout"), f"must be at most {format_duration(MAX_TIMEOUT)}")
             retries = s.get("retries", int, 3)
             if not 0 <= retries <= 10:
                 s.fail(s.name("retries"), f"expected an integer from 0 to 10, got {retries}")
@@ -140,16 +152,38 @@ def parse_config(data: list[Any], file: str) -> tuple[SinkConfig, ...]:
     return tuple(sinks)
 
 
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a webhook URL, or None. The answer never quotes the URL: it is
+    a secret."""
+    if _URL_UNSAFE.search(url):
+        return "expected an http:// or https:// URL without spaces or control characters " \
+               "(percent-encode them)"
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number 0-65535, a broken [IPv6] host
+        return "expected an http:// or https:// URL with a valid host and port"
+    if parts.scheme not in ("http", "https"):
+        return "expected an http:// or https:// URL"
+    if not host:
+        return "expected an http:// or https:// URL with a host"
+    if port == 0:
+        return "expected an http:// or https:// URL with a port from 1 to 65535"
+    return None
+
+
 def _check_url(s: Section, key: str, url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        s.fail(s.name(key), "expected an http:// or https:// URL")
+    problem = url_problem(url)
+    if problem:
+        s.fail(s.name(key), problem)
 
 
 def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL :func:`url_problem` accepted."""
     parts = urlsplit(url)
     port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}"
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}{port}"
 
 
 # ---------------------------------------------------------------- what to send (pure)
@@ -163,6 +197,9 @@ class Alert:
     ``reminder``."""
     condition: str | None = None
     first_sent: str | None = None
+    covers: tuple[str, ...] = ()
+    """For an event: the baseline-drift conditions it stands for this cycle (they are not
+    sent separately, and count as sent only where the event was delivered)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON finding shape, plus an ``alert`` object saying why it is sent."""
@@ -178,26 +215,64 @@ class Plan:
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Condition id → the alert_state row to store once its alert is delivered."""
     resolved: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+    """Conditions not seen this cycle but kept: their scope failed to collect, so their
+    absence proves nothing."""
     quiet: int = 0
     """Conditions already alerted and unchanged: not sent again this cycle."""
 
 
 def condition_id(finding: Finding, baseline_id: int | None = None) -> str:
-    """``kind:provider:account:region`` (a threshold adds its metric); baseline drift of one
-    instance adds the baseline and the instance key."""
+    """``kind:provider:account:region``; a threshold adds its metric and its rule (globs,
+    ``per`` and limit: two rules may judge the same group); baseline drift of one instance
+    adds the baseline and the instance key."""
     base = f"{finding.kind}:{finding.provider}:{finding.account}:{finding.region}"
     rule = finding.extra.get("rule")
     if finding.kind == "count_threshold" and isinstance(rule, dict) and rule.get("metric"):
-        base += f":{rule['metric']}"
+        base += (f":{rule['metric']}:{rule.get('provider', ALL)}/{rule.get('account', ALL)}/"
+                 f"{rule.get('region', ALL)}:per={rule.get('per', 'region')}"
+                 f":limit={rule.get('limit')}")
     if baseline_id is None:
         return base
     return f"baseline:{baseline_id}:{base}:{finding.key or finding.instance_id or ''}"
 
 
+def condition_scope(ident: str) -> Scope | None:
+    """The provider/account/region of a condition id (either shape of
+    :func:`condition_id`), or None when it has none."""
+    parts = ident.split(":")
+    if parts[0] == "baseline":
+        parts = parts[2:]
+    if len(parts) < 4 or not all(parts[1:4]):
+        return None
+    return Scope(parts[1], parts[2], parts[3])
+
+
+def _overlaps(a: Scope, b: Scope) -> bool:
+    """Some scope is both in ``a`` and in ``b`` (either may be a wildcard)."""
+    return (a.provider == b.provider
+            and (a.account == b.account or ALL in (a.account, b.account))
+            and (a.region == b.region or ALL in (a.region, b.region)))
+
+
 def digest(finding: Finding) -> str:
-    data = {k: v for k, v in finding.to_dict().items() if k not in _VOLATILE}
     if finding.kind == "coverage_gap":
-        data.pop("detail", None)  # error texts carry request ids; the gap is the same gap
+        # Scope, outcomes and counts: the error texts (request ids, timestamps) change from
+        # cycle to cycle while the gap stays the same gap.
+        coverage = finding.extra.get("coverage")
+        coverage = coverage if isinstance(coverage, dict) else {}
+
+        def outcome(side: str) -> Any:
+            value = coverage.get(side)
+            return value.get("outcome") if isinstance(value, dict) else value
+
+        return content_hash({
+            "kind": finding.kind, "provider": finding.provider, "account": finding.account,
+            "region": finding.region, "old": outcome("old"), "new": outcome("new"),
+            "unverified_missing": coverage.get("unverified_missing"),
+            "unverified_appeared": coverage.get("unverified_appeared"),
+        })
+    data = {k: v for k, v in finding.to_dict().items() if k not in _VOLATILE}
     return content_hash(data)
 
 
@@ -208,24 +283,27 @@ def plan(
     states: Mapping[str, Mapping[str, Any]] | None = None,
     now: datetime | None = None,
     remind_after: float | None = None,
+    scopes: Iterable[ScopeResult] = (),
 ) -> Plan:
     """Decide what to send this cycle.
 
     ``changes`` are the findings of previous → new snapshot; ``baseline`` those of baseline →
     new (empty when no baseline is set). ``states`` is what was sent before (alert_state).
+    ``scopes`` are the scope outcomes of the new snapshot: a known condition whose scope was
+    not collected this time is not resolved by its absence (it is held, not forgotten).
     """
     states = states or {}
     now = now or datetime.now(UTC)
     stamp = _stamp(now)
     out = Plan()
     conditions: dict[str, Finding] = {}
-    events: set[tuple[str, str | None]] = set()
+    events: dict[tuple[str, str | None], list[int]] = {}
     for finding in changes:
         if finding.kind in PERSISTENT_KINDS:
             conditions.setdefault(condition_id(finding), finding)
         else:
+            events.setdefault((finding.kind, finding.key), []).append(len(out.alerts))
             out.alerts.append(Alert(finding, "event"))
-            events.add((finding.kind, finding.key))
     already_told: set[str] = set()
     for finding in baseline:
         if finding.kind in PERSISTENT_KINDS:
@@ -233,15 +311,21 @@ def plan(
             continue
         ident = condition_id(finding, baseline_id)
         conditions.setdefault(ident, finding)
-        if (finding.kind, finding.key) in events:
-            already_told.add(ident)  # the event alert of this cycle says it already
+        told_by = events.get((finding.kind, finding.key))
+        if told_by:  # the event alert of this cycle says it already
+            already_told.add(ident)
+            for i in told_by:
+                out.alerts[i] = replace(out.alerts[i], covers=(*out.alerts[i].covers, ident))
     for ident, finding in conditions.items():
         known = states.get(ident)
         fresh = digest(finding)
         row = {"condition": ident, "digest": fresh, "kind": finding.kind,
-               "severity": str(finding.severity), "first_sent": stamp, "last_sent": stamp}
+               "severity": str(finding.severity),
+               "first_sent": known["first_sent"] if known and known.get("first_sent")
+               else stamp,
+               "last_sent": stamp}
         if ident in already_told:
-            out.states[ident] = row
+            out.states[ident] = row  # stored only where its event was delivered
             continue
         if known is None:
             reason = "new"
@@ -256,8 +340,27 @@ def plan(
         row["first_sent"] = first
         out.alerts.append(Alert(finding, reason, ident, first))
         out.states[ident] = row
-    out.resolved = sorted(set(states) - set(conditions))
+    results = list(scopes)
+    for ident in sorted(set(states) - set(conditions)):
+        scope = condition_scope(ident)
+        if scope is not None and _uncollected(scope, results):
+            out.held.append(ident)
+        else:
+            out.resolved.append(ident)
     return out
+
+
+def _uncollected(scope: Scope, results: Sequence[ScopeResult]) -> bool:
+    """True when the snapshot cannot vouch for ``scope``: a failed scope overlaps it, or
+    its provider failed somewhere and its account was collected nowhere (an account that
+    failed before its id was known is recorded under its configured name)."""
+    failed = [r.scope for r in results if r.outcome is Outcome.FAILED]
+    if any(_overlaps(scope, f) for f in failed):
+        return True
+    if scope.account == ALL or not any(f.provider == scope.provider for f in failed):
+        return False
+    return not any(r.outcome is Outcome.OK and r.scope.provider == scope.provider
+                   and r.scope.account == scope.account for r in results)
 
 
 def _stamp(moment: datetime) -> str:
@@ -355,15 +458,24 @@ class WebhookSink:
                 with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
                     response.read()
                 return
+            # Only the exception type and the HTTP status are kept: the text of an
+            # exception from the HTTP layer may quote the URL, which is a secret.
             except urllib.error.HTTPError as exc:
-                error = f"HTTP {exc.code} {exc.reason}"
+                error = f"HTTP {exc.code}"
                 if exc.code != 429 and exc.code < 500:
                     break
                 delay = max(delay, _retry_after(exc.headers.get("Retry-After")))
-            except (urllib.error.URLError, TimeoutError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                error = f"{type(reason).__name__}: {reason}" if not isinstance(reason, str) \
-                    else reason
+            except urllib.error.URLError as exc:
+                reason = exc.reason
+                error = type(reason).__name__ if isinstance(reason, BaseException) \
+                    else type(exc).__name__
+            except (TimeoutError, OSError) as exc:
+                error = type(exc).__name__
+            except http.client.InvalidURL as exc:  # not retried: it will not get better
+                error = type(exc).__name__
+                break
+            except (http.client.HTTPException, ValueError) as exc:
+                error = type(exc).__name__
             if attempt < attempts:
                 logger.info("%s: attempt %d of %d failed (%s); retrying in %.0fs",
                             self.config.name, attempt, attempts, error, delay)
@@ -451,9 +563,10 @@ def build_sinks(configs: Iterable[SinkConfig],
             if not url:
                 raise ConfigError(f"{config.name}: environment variable {config.url_env} "
                                   "is not set (it should hold the webhook URL)")
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(f"{config.name}: ${config.url_env} is not an http(s) URL")
+            problem = url_problem(url)
+            if problem:
+                raise ConfigError(f"{config.name}: environment variable {config.url_env}: "
+                                  f"{problem}")
         sinks.append(WebhookSink(config, url, sleep))
     return sinks
 
@@ -468,14 +581,15 @@ def deliver(sinks: Sequence[Sink], alerts: Sequence[Alert],
             continue
         try:
             sink.send(chosen, context)
-        except DeliveryError as exc:
+        except DeliveryError as exc:  # our own text, without the URL
             logger.error("alert sink %s failed: %s", sink.config.name, exc)
             out.append(Delivery(sink.config.name, False, len(chosen), str(exc)))
             continue
         except Exception as exc:  # a sink bug must not stop the cycle; it is reported
-            logger.exception("alert sink %s failed", sink.config.name)
-            out.append(Delivery(sink.config.name, False, len(chosen),
-                                f"{type(exc).__name__}: {exc}"))
+            # The type only: the text (and a traceback) may quote a webhook URL.
+            error = f"unexpected {type(exc).__name__}"
+            logger.error("alert sink %s failed: %s", sink.config.name, error)
+            out.append(Delivery(sink.config.name, False, len(chosen), error))
             continue
         logger.debug("alert sink %s took %d alerts", sink.config.name, len(chosen))
         out.append(Delivery(sink.config.name, True, len(chosen)))
@@ -484,9 +598,13 @@ def deliver(sinks: Sequence[Sink], alerts: Sequence[Alert],
 
 def undelivered(sinks: Sequence[Sink], alerts: Sequence[Alert],
                 deliveries: Sequence[Delivery]) -> set[str]:
-    """Conditions that at least one failing sink should have received."""
+    """Conditions that at least one failing sink should have received: the condition of an
+    alert, and the baseline-drift conditions an event alert stood for."""
     failed = {d.sink for d in deliveries if not d.ok}
-    return {
-        a.condition for a in alerts for sink in sinks
-        if a.condition and sink.config.name in failed and sink.config.wants(a.finding)
-    }
+    out: set[str] = set()
+    for alert in alerts:
+        idents = ((alert.condition,) if alert.condition else ()) + alert.covers
+        if idents and any(sink.config.name in failed and sink.config.wants(alert.finding)
+                          for sink in sinks):
+            out.update(idents)
+    return out

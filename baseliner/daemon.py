@@ -20,11 +20,13 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +37,7 @@ from . import pipeline, retention
 from .collect import now
 from .config import Config, Section
 from .durations import format_duration, parse_duration
-from .errors import EXIT_OK, EXIT_PARTIAL, EXIT_STORE, BaselinerError, ConfigError
+from .errors import EXIT_OK, EXIT_PARTIAL, EXIT_STORE, BaselinerError, ConfigError, StoreError
 from .lock import WriterLock
 from .model import Finding, Outcome, Snapshot
 from .store import Store, open_store
@@ -50,6 +52,11 @@ _WRITE_GRACE = 60.0
 FINISHED = ("ok", "partial", "failed", "abandoned", "interrupted")
 """Outcomes of a cycle that is over (``running`` is the only other one)."""
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_DAY = 86400.0
+MAX_DURATIONS = {"interval": 366 * _DAY, "misfire_grace_time": 366 * _DAY,
+                 "stop_timeout": _DAY, "remind_after": 366 * _DAY}
+"""The longest value of each [daemon] duration (beyond them APScheduler and the clock
+functions overflow, and no schedule needs more)."""
 
 
 # ---------------------------------------------------------------- configuration
@@ -95,7 +102,7 @@ def parse_config(data: dict[str, Any], file: str) -> DaemonConfig:
         except ValueError as exc:
             s.fail(s.name("cron"), f"not a crontab expression: {exc}")
     elif interval_text is not None:
-        interval = parse_duration(interval_text, s, "interval", minimum=1)
+        interval = _duration(interval_text, s, "interval", minimum=1)
     remind = s.string("remind_after", "24h") or "24h"
     port = s.get("metrics_port", int, None)
     if port is not None and not 0 <= port <= 65535:
@@ -104,15 +111,22 @@ def parse_config(data: dict[str, Any], file: str) -> DaemonConfig:
         interval=interval,
         cron=cron,
         run_at_start=s.get("run_at_start", bool, True),
-        misfire_grace_time=parse_duration(
+        misfire_grace_time=_duration(
             s.string("misfire_grace_time", "5m") or "5m", s, "misfire_grace_time", minimum=1),
-        stop_timeout=parse_duration(s.string("stop_timeout", "30s") or "30s", s,
-                                    "stop_timeout", minimum=0),
-        remind_after=None if remind == "never" else parse_duration(remind, s, "remind_after"),
+        stop_timeout=_duration(s.string("stop_timeout", "30s") or "30s", s, "stop_timeout",
+                               minimum=0),
+        remind_after=None if remind == "never" else _duration(remind, s, "remind_after"),
         metrics_port=port,
     )
     s.done()
     return config
+
+
+def _duration(text: str, s: Section, key: str, minimum: float = 0.001) -> float:
+    value = parse_duration(text, s, key, minimum=minimum)
+    if not value <= MAX_DURATIONS[key]:
+        s.fail(s.name(key), f"must be at most {format_duration(MAX_DURATIONS[key])}")
+    return value
 
 
 def crontab_fields(expr: str) -> dict[str, str]:
@@ -141,14 +155,16 @@ def _weekdays(field: str) -> str:
         return "*"
     days: set[int] = set()
     for part in field.split(","):
-        span, _, step_text = part.partition("/")
+        span, slash, step_text = part.partition("/")
         step = int(step_text) if step_text.isdigit() else None
-        if step_text and not step:
+        if slash and not step:
             raise ValueError(f"bad step in weekday field {field!r}")
         if span == "*":
             first, last = 0, 6
         else:
-            start, _, end = span.partition("-")
+            start, dash, end = span.partition("-")
+            if dash and not end:
+                raise ValueError(f"weekday range {span!r} has no end")
             first = _weekday(start, field)
             last = _weekday(end, field) if end else (6 if step else first)
             if end and last == 0 and first > 0:
@@ -160,7 +176,7 @@ def _weekdays(field: str) -> str:
 
 
 def _weekday(text: str, field: str) -> int:
-    name = text.lower()[:3]
+    name = text.lower()
     if name in _WEEKDAYS:
         return _WEEKDAYS.index(name)
     if text.isdigit() and 0 <= int(text) <= 7:
@@ -270,6 +286,8 @@ class Daemon:
         self._idle = threading.Event()
         self._idle.set()
         self._running: CycleResult | None = None
+        self._unfinished: tuple[int, dict[str, Any]] | None = None
+        """A cycle whose final write failed (it still says running), and that write."""
         self._stopping = False
         self._abandoned = False
         self._scheduler: Any = None
@@ -345,7 +363,9 @@ class Daemon:
                     self._stop()
                     break
             worker.join()
-            result = results[0] if results else None
+            if not results:  # the cycle raised (and was logged): no result to go by
+                return EXIT_STORE
+            result = results[0]
             return EXIT_OK if result is None else result.exit_code
         finally:
             self._restore_signals(restore)
@@ -408,7 +428,12 @@ class Daemon:
                     self._abandon()
                     break
         if not self._abandoned:
-            self._publish(pid=None, next_run_at=None, stopped_at=now())
+            try:
+                with _database(self.db, "cannot record the stop"), open_store(self.db) as store:
+                    self._settle(store)
+                    self._publish(store, pid=None, next_run_at=None, stopped_at=now())
+            except BaselinerError as exc:
+                logger.error("%s", exc)
             logger.info("daemon stopped after %d cycle%s", self.cycles_run,
                         "" if self.cycles_run == 1 else "s")
         return EXIT_OK
@@ -423,15 +448,19 @@ class Daemon:
             if got and running is not None:
                 why = ("a second signal" if self.force.is_set()
                        else f"stop_timeout {format_duration(self.settings.stop_timeout)}")
-                with open_store(self.db) as store:
-                    store.finish_cycle(
-                        running.id, outcome="abandoned", finished_at=now(),
-                        duration=round(_since(running.started_at), 3),
-                        snapshot_id=running.snapshot_id,
-                        error=f"abandoned at {why}; "
-                              + ("its snapshot was stored whole" if running.snapshot_id
-                                 else "no snapshot was stored"))
-                    store.set_daemon_state(pid=None, next_run_at=None, stopped_at=now())
+                try:
+                    with _database(self.db, "cannot record the abandoned cycle"), \
+                            open_store(self.db) as store:
+                        store.finish_cycle(
+                            running.id, outcome="abandoned", finished_at=now(),
+                            duration=round(_since(running.started_at), 3),
+                            snapshot_id=running.snapshot_id,
+                            error=f"abandoned at {why}; "
+                                  + ("its snapshot was stored whole" if running.snapshot_id
+                                     else "no snapshot was stored"))
+                        store.set_daemon_state(pid=None, next_run_at=None, stopped_at=now())
+                except BaselinerError as exc:  # the process ends all the same
+                    logger.error("%s", exc)
         finally:
             if got:
                 self._gate.release()
@@ -450,7 +479,7 @@ class Daemon:
     # -- state for `status`
 
     def _prepare(self, publish: bool) -> None:
-        with open_store(self.db, create=True) as store:
+        with _database(self.db, "cannot write"), open_store(self.db, create=True) as store:
             stale = store.interrupt_cycles(now())
             if stale:
                 logger.warning("%d cycle%s of an earlier run did not finish; marked "
@@ -461,11 +490,21 @@ class Daemon:
                                        schedule=self.settings.describe(), metrics=None)
 
     def _publish(self, store: Store | None = None, **values: str | None) -> None:
-        if store is not None:
-            store.set_daemon_state(**values)
+        with _database(self.db, "cannot record the daemon's state"):
+            if store is not None:
+                store.set_daemon_state(**values)
+                return
+            with open_store(self.db, create=True) as own:
+                own.set_daemon_state(**values)
+
+    def _settle(self, store: Store) -> None:
+        """Write the end of a cycle whose final write failed, now that writing may work."""
+        if self._unfinished is None:
             return
-        with open_store(self.db, create=True) as own:
-            own.set_daemon_state(**values)
+        ident, fields = self._unfinished
+        with _database(self.db, f"cannot record the end of cycle {ident}"):
+            store.finish_cycle(ident, **fields)
+        self._unfinished = None
 
     def _publish_next_run(self, store: Store | None = None) -> str | None:
         if self._scheduler is None:
@@ -484,13 +523,24 @@ class Daemon:
             self._idle.clear()
         try:
             return self._cycle()
-        except BaselinerError as exc:  # the database could not even be opened
-            logger.error("cycle not run: %s", exc)
-            return CycleResult(0, now(), "failed", error=str(exc), exit_code=exc.exit_code)
+        except BaselinerError as exc:  # the database could not even be opened, or written
+            return self._not_run(str(exc), exc.exit_code)
+        except sqlite3.Error as exc:
+            return self._not_run(f"{self.db}: database error: {exc}", EXIT_STORE)
+        except Exception as exc:  # a bug: the daemon outlives it, the traceback is logged
+            logger.exception("cycle failed")
+            return self._not_run(f"{type(exc).__name__}: {exc}", EXIT_STORE, logged=True)
         finally:
             with self._state:
                 self._running = None
                 self._idle.set()
+
+    def _not_run(self, error: str, exit_code: int, logged: bool = False) -> CycleResult:
+        if not logged:
+            logger.error("cycle not run: %s", error)
+        if self.metrics is not None:
+            self.metrics.cycle("failed", 0.0, time.time())
+        return CycleResult(0, now(), "failed", error=error, exit_code=exit_code)
 
     def _cycle(self) -> CycleResult | None:
         clock = time.monotonic()
@@ -499,8 +549,11 @@ class Daemon:
             with self._gate:
                 if self._abandoned:
                     return None
+                self._settle(store)
                 started_at = now()
-                result = CycleResult(store.start_cycle(started_at), started_at)
+                with _database(self.db, "cannot start a cycle"):
+                    ident = store.start_cycle(started_at)
+                result = CycleResult(ident, started_at)
                 self._running = result
             try:
                 snapshot = self._work(store, result)
@@ -510,6 +563,9 @@ class Daemon:
                 return None
             except BaselinerError as exc:
                 result.outcome, result.error, result.exit_code = "failed", str(exc), exc.exit_code
+            except sqlite3.Error as exc:  # a write the store did not translate (disk full)
+                result.outcome, result.exit_code = "failed", EXIT_STORE
+                result.error = f"{self.db}: database error: {exc}"
             except Exception as exc:  # the daemon outlives a bad cycle; the error is recorded
                 logger.exception("cycle %d failed", result.id)
                 result.outcome, result.exit_code = "failed", EXIT_STORE
@@ -518,15 +574,20 @@ class Daemon:
             with self._gate:
                 if self._abandoned:
                     return None
-                store.finish_cycle(
-                    result.id, finished_at=now(), duration=round(result.duration, 3),
-                    outcome=result.outcome, snapshot_id=result.snapshot_id,
-                    previous_id=result.previous_id, baseline_id=result.baseline_id,
-                    instances=result.instances, failed_scopes=result.scopes.get("failed", 0),
-                    findings=result.by_severity(), kinds=result.by_kind(),
-                    alerts_sent=result.alerts_sent, alerts_failed=result.alerts_failed,
-                    pruned=result.pruned, error=result.error)
-                self._publish_next_run(store)
+                try:
+                    with _database(self.db, "cannot record the end of the cycle"):
+                        store.finish_cycle(result.id, **_final_fields(result))
+                except StoreError as exc:
+                    # Still "running" in the database: written as failed by the next cycle
+                    # (or the stop) when the database can be written again.
+                    result.outcome, result.exit_code = "failed", EXIT_STORE
+                    result.error = "; ".join(e for e in (result.error, str(exc)) if e)
+                    self._unfinished = (result.id, _final_fields(result))
+                else:
+                    try:
+                        self._publish_next_run(store)
+                    except BaselinerError as exc:
+                        logger.error("%s", exc)
         finally:
             store.close()
         self.cycles_run += 1
@@ -585,7 +646,7 @@ class Daemon:
     def _alert(self, store: Store, result: CycleResult, snapshot: Snapshot,
                changes: list[Finding], drift: list[Finding]) -> None:
         plan = alerting.plan(changes, drift, result.baseline_id, store.alert_states(),
-                             datetime.now(UTC), self.settings.remind_after)
+                             datetime.now(UTC), self.settings.remind_after, snapshot.scopes)
         context = {"cycle": result.id, "snapshot": result.snapshot_id,
                    "previous": result.previous_id, "baseline": result.baseline_id,
                    "taken_at": snapshot.taken_at}
@@ -604,6 +665,29 @@ class Daemon:
             store.update_alert_states(
                 [row for ident, row in plan.states.items() if ident not in failed],
                 plan.resolved)
+
+
+def _final_fields(result: CycleResult) -> dict[str, Any]:
+    """The columns of a cycle's row once it is over."""
+    return {
+        "finished_at": now(), "duration": round(result.duration, 3),
+        "outcome": result.outcome, "snapshot_id": result.snapshot_id,
+        "previous_id": result.previous_id, "baseline_id": result.baseline_id,
+        "instances": result.instances, "failed_scopes": result.scopes.get("failed", 0),
+        "findings": result.by_severity(), "kinds": result.by_kind(),
+        "alerts_sent": result.alerts_sent, "alerts_failed": result.alerts_failed,
+        "pruned": result.pruned, "error": result.error,
+    }
+
+
+@contextmanager
+def _database(db: Path, what: str) -> Iterator[None]:
+    """An SQLite error the store did not translate (disk full, a read-only file) becomes
+    one StoreError line (exit 4) instead of a traceback."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"{db}: {what}: {exc}") from None
 
 
 def _union(changes: list[Finding], drift: list[Finding]) -> list[Finding]:

@@ -119,12 +119,33 @@ def test_interval_units(text, seconds):
     ({"metrics_port": "9464"}, "daemon.metrics_port: expected an integer"),
     ({"run_at_start": "yes"}, "daemon.run_at_start: expected true or false"),
     ({"intervall": "1m"}, "daemon.intervall: unknown key"),
+    ({"interval": "99999999999999999999d"}, "daemon.interval: must be at most 366d"),
+    ({"interval": "9" * 400 + "d"}, "daemon.interval: must be at most 366d"),
+    ({"interval": "367d"}, "daemon.interval: must be at most 366d"),
+    ({"misfire_grace_time": "99999999999999999999d"},
+     "daemon.misfire_grace_time: must be at most 366d"),
+    ({"stop_timeout": "2d"}, "daemon.stop_timeout: must be at most 1d"),
+    ({"remind_after": "99999999999999999999d"}, "daemon.remind_after: must be at most 366d"),
+    ({"cron": "0 6 * * mon-"}, "daemon.cron: not a crontab expression: weekday range 'mon-' "
+                               "has no end"),
+    ({"cron": "0 6 * * 1-"}, "weekday range '1-' has no end"),
+    ({"cron": "0 6 * * 1-/2"}, "weekday range '1-' has no end"),
+    ({"cron": "0 6 * * */"}, "bad step in weekday field '*/'"),
+    ({"cron": "0 6 * * -fri"}, "bad weekday ''"),
+    ({"cron": "0 6 * * monday"}, "bad weekday 'monday'"),
 ])
 def test_bad_daemon_config_names_the_key(table, message):
     with pytest.raises(ConfigError) as caught:
         daemon_config(**table)
     assert str(caught.value).startswith("test.toml: ")
     assert message in str(caught.value)
+
+
+def test_the_longest_durations_are_accepted_and_schedule():
+    config = daemon_config(interval="366d", misfire_grace_time="366d", stop_timeout="1d",
+                           remind_after="366d")
+    assert config.interval == 366 * 86400 and config.describe() == "every 366d"
+    assert config.trigger().get_next_fire_time(None, datetime(2026, 12, 3, tzinfo=UTC))
 
 
 def test_cron_weekdays_mean_what_crontab_means():
@@ -306,7 +327,7 @@ retries = 0
     assert data["last_cycle"]["findings"] == {"high": 1}
     hook = next(s for s in data["alert_sinks"] if s["sink"].startswith("webhook:"))
     assert hook["last_ok"] is False and hook["failures_since_success"] == 1
-    assert hook["last_error"] == "HTTP 500 INTERNAL SERVER ERROR (after 1 attempt)"
+    assert hook["last_error"] == "HTTP 500 (after 1 attempt)"
     assert data["alert_conditions"] == 0  # not marked sent: the webhook never had it
 
     assert main([*base, "status"]) == 0
@@ -398,3 +419,113 @@ def test_skipped_and_missed_cycles_are_logged(tmp_path, caplog):
         "cycle due at 2026-12-01T06:00:00Z skipped: missed by more than misfire_grace_time "
         "(5m)",
     ]
+
+
+# ---------------------------------------------------------------- database faults
+
+
+def failing_final_write(monkeypatch) -> None:
+    """The write that ends a cycle fails, as on a full disk; every other write works."""
+    from baseliner.store import Store
+
+    real = Store.finish_cycle
+
+    def finish_cycle(self, cycle_id, **fields):
+        if fields.get("outcome") in ("ok", "partial"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(self, cycle_id, **fields)
+
+    monkeypatch.setattr(Store, "finish_cycle", finish_cycle)
+
+
+def errors_logged(caplog) -> list[str]:
+    """ERROR lines, each one line without a traceback."""
+    records = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in records)
+    return [r.getMessage() for r in records]
+
+
+def test_once_exits_4_when_the_cycle_cannot_be_recorded(tmp_path, monkeypatch, capsys,
+                                                        caplog):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    config = write_config(tmp_path)
+    failing_final_write(monkeypatch)
+    assert main(["--config", str(config), "daemon", "--once"]) == 4
+    assert "Traceback" not in capsys.readouterr().err
+    (line,) = errors_logged(caplog)
+    assert line.startswith("cycle 1 failed in")
+    assert line.endswith(f"error: {tmp_path / 'store.db'}: cannot record the end of the "
+                         "cycle: database or disk is full")
+
+
+def test_a_cycle_that_cannot_start_exits_4(tmp_path, monkeypatch, capsys, caplog):
+    from baseliner.store import Store
+
+    def start_cycle(self, started_at):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Store, "start_cycle", start_cycle)
+    config = write_config(tmp_path)
+    assert main(["--config", str(config), "daemon", "--once"]) == 4
+    assert "Traceback" not in capsys.readouterr().err
+    assert errors_logged(caplog) == [
+        f"cycle not run: {tmp_path / 'store.db'}: cannot start a cycle: database or disk "
+        "is full"]
+
+
+def test_a_read_only_database_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    from baseliner.store import Store
+
+    def interrupt_cycles(self, finished_at):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(Store, "interrupt_cycles", interrupt_cycles)
+    config = write_config(tmp_path)
+    assert main(["--config", str(config), "daemon", "--once"]) == 4
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"baseliner: error: {tmp_path / 'store.db'}: cannot write: attempt to write a "
+        "readonly database")
+    assert holder(tmp_path / "store.db") is None
+
+
+def test_the_daemon_records_a_cycle_whose_final_write_failed_once_it_can(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    config = load(write_config(tmp_path))
+    db = config.store.path
+    daemon = Daemon(config, db)
+    with monkeypatch.context() as patch:
+        failing_final_write(patch)
+        with caplog.at_level(logging.INFO, logger="baseliner.daemon"):
+            first = daemon._job()
+    assert first is not None and first.outcome == "failed" and first.exit_code == 4
+    assert "database or disk is full" in first.error
+    with open_store(db) as store:
+        assert [c["outcome"] for c in store.cycles()] == ["running"]  # could not say more
+    second = daemon._job()
+    assert second is not None and second.outcome == "partial"
+    with open_store(db) as store:
+        latest, earlier = store.cycles()
+    assert latest["id"] == second.id and latest["outcome"] == "partial"
+    assert earlier["id"] == first.id and earlier["outcome"] == "failed"
+    assert earlier["finished_at"] and "database or disk is full" in earlier["error"]
+    assert "Traceback" not in caplog.text
+
+
+def test_conditions_of_a_scope_that_failed_this_cycle_are_not_forgotten(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # every scope fails
+    alerts_file = tmp_path / "alerts.jsonl"
+    config = write_config(tmp_path, alerts=f'[[alerts]]\ntype = "jsonl"\npath = "{alerts_file}"')
+    ident = f"unused_region:aws:{ACCOUNT_A}:eu-west-1"
+    with open_store(tmp_path / "store.db", create=True) as store:
+        store.update_alert_states([{"condition": ident, "digest": "d", "kind": "unused_region",
+                                    "severity": "high", "first_sent": "2026-12-01T00:00:00Z",
+                                    "last_sent": "2026-12-01T00:00:00Z"}], [])
+    assert main(["--quiet", "--config", str(config), "daemon", "--once"]) == 3
+    with open_store(tmp_path / "store.db") as store:
+        assert list(store.alert_states()) == [ident]
