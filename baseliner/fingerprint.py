@@ -147,15 +147,15 @@ def _strip(value: Any) -> Any:
 _CONTAINERS = (dict, list)
 
 
-def config_view(record: InstanceRecord) -> dict[str, Any]:
-    """The record as configuration: volatile fields and volatile raw keys removed."""
-    data = record.to_dict()
-    for name in VOLATILE_FIELDS:
-        data.pop(name, None)
-    data["raw"] = strip_volatile(data["raw"])
-    return data
+def config_view(record: InstanceRecord | dict[str, Any]) -> dict[str, Any]:
+    """The record (or its ``to_dict()``) as configuration: volatile fields and volatile raw
+    keys removed."""
+    data = record.to_dict() if isinstance(record, InstanceRecord) else record
+    view = {k: v for k, v in data.items() if k not in VOLATILE_FIELDS and k != "raw"}
+    view["raw"] = strip_volatile(data["raw"])
+    return view
 
 
-def fingerprint(record: InstanceRecord) -> str:
+def fingerprint(record: InstanceRecord | dict[str, Any]) -> str:
     return content_hash(config_view(record))
 
