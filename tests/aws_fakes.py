@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,13 +70,16 @@ def launch(client: Any, count: int = 1, instance_type: str = "t3.micro",
     return [i["InstanceId"] for i in client.run_instances(**params)["Instances"]]
 
 
-class FailingProxy:
-    """Forwards to moto, but answers 503 to every request signed for a failing region."""
+class Proxy:
+    """Forwards to moto, with faults to order: every request signed for a region in
+    ``failing`` gets a 503, and once ``delay`` is set every request waits that long first."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.failing: set[str] = set()
         self.failed_requests = 0
+        self.delay = 0.0
+        self.slowed = threading.Event()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -85,17 +89,13 @@ class FailingProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if proxy.delay:
+                    proxy.slowed.set()
+                    time.sleep(proxy.delay)
                 match = _SCOPE.search(self.headers.get("Authorization", ""))
                 if match and match.group(1) in proxy.failing:
                     proxy.failed_requests += 1
-                    payload = (
-                        b"<Response><Errors><Error><Code>ServiceUnavailable</Code>"
-                        b"<Message>injected outage</Message></Error></Errors></Response>"
-                    )
-                    self.send_response(503)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    self._answer(503, {}, _OUTAGE)
                     return
                 request = urllib.request.Request(
                     proxy.upstream + self.path, data=body, method=self.command,
@@ -106,6 +106,9 @@ class FailingProxy:
                         status, headers, data = response.status, response.headers, response.read()
                 except urllib.error.HTTPError as exc:
                     status, headers, data = exc.code, exc.headers, exc.read()
+                self._answer(status, headers, data)
+
+            def _answer(self, status: int, headers: Any, data: bytes) -> None:
                 self.send_response(status)
                 for key, value in headers.items():
                     if key.lower() not in ("content-length", "transfer-encoding", "connection"):
@@ -117,13 +120,23 @@ class FailingProxy:
             do_GET = do_POST = _forward
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FailingProxy:
         self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> Proxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.close()
+
+
+_OUTAGE = (
+    b"<Response><Errors><Error><Code>ServiceUnavailable</Code>"
+    b"<Message>injected outage</Message></Error></Errors></Response>"
+)

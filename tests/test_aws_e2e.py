@@ -7,26 +7,11 @@ import sqlite3
 import stat
 from pathlib import Path
 
-import pytest
-
 from baseliner.cli import main
 
-from .aws_fakes import ACCOUNT_A, ACCOUNT_B, FailingProxy, ec2, launch, moto_server, reset
+from .aws_fakes import ACCOUNT_A, ACCOUNT_B, Proxy, ec2, launch
 
 REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2"]
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    with moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def aws(moto_endpoint, monkeypatch):
-    reset(moto_endpoint)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    return moto_endpoint
 
 
 def write_config(tmp_path: Path, regions: list[str] | str = REGIONS, attempts: int = 2) -> Path:
@@ -140,7 +125,7 @@ def test_failed_region_never_reports_deletions(aws, tmp_path, capsys, monkeypatc
 
     west.terminate_instances(InstanceIds=doomed[:1])
     new_east = launch(east, 1)[0]
-    with FailingProxy(aws) as proxy:
+    with Proxy(aws) as proxy:
         proxy.failing = {"eu-west-1"}
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         code, out = run(capsys, "--config", str(config), "collect", "--format", "json")
@@ -183,7 +168,7 @@ def test_unassumable_role_is_a_failed_account_not_an_empty_one(aws, tmp_path, ca
     launch(ec2(aws, "us-east-1", ACCOUNT_B), 1)
     config = write_config(tmp_path)
     assert run(capsys, "--config", str(config), "collect")[0] == 0
-    with FailingProxy(aws) as proxy:
+    with Proxy(aws) as proxy:
         proxy.failing = {"us-east-1"}  # STS and the account-level calls are signed there
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         code, _ = run(capsys, "--config", str(config), "collect")

@@ -9,11 +9,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,55 +19,7 @@ import pytest
 from baseliner.cli import main
 from baseliner.lock import holder
 
-from .aws_fakes import ec2, launch, moto_server, reset
-
-
-class SlowProxy:
-    """Forwards to moto; once ``delay`` is set, each request waits that long first."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.delay = 0.0
-        self.slowed = threading.Event()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                if proxy.delay:
-                    proxy.slowed.set()
-                    time.sleep(proxy.delay)
-                request = urllib.request.Request(
-                    proxy.upstream + self.path, data=body, method=self.command,
-                    headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
-                try:
-                    with urllib.request.urlopen(request, timeout=30) as response:
-                        status, data = response.status, response.read()
-                        headers = response.headers
-                except urllib.error.HTTPError as exc:
-                    status, headers, data = exc.code, exc.headers, exc.read()
-                self.send_response(status)
-                for key, value in headers.items():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = _forward
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from .aws_fakes import Proxy, ec2, launch, moto_server, reset
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +31,12 @@ def moto_endpoint() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
-def proxy(moto_endpoint: tuple[str, str]) -> Iterator[SlowProxy]:
+def proxy(moto_endpoint: tuple[str, str]) -> Iterator[Proxy]:
     endpoint, image = moto_endpoint
     reset(endpoint)
     launch(ec2(endpoint, "us-east-1"), 3, image=image)
     launch(ec2(endpoint, "eu-west-1"), 2, image=image)
-    slow = SlowProxy(endpoint)
+    slow = Proxy(endpoint)
     yield slow
     slow.close()
 

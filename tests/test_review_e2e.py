@@ -6,26 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from baseliner.cli import main
 
-from .aws_fakes import ACCOUNT_A, FailingProxy, ec2, launch, moto_server, reset
+from .aws_fakes import ACCOUNT_A, Proxy, ec2, launch
 
 REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2"]
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    with moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def aws(moto_endpoint, monkeypatch):
-    reset(moto_endpoint)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    return moto_endpoint
 
 
 def write_config(tmp_path: Path, rules: str = "", regions: list[str] = REGIONS[:2]) -> Path:
@@ -146,7 +131,7 @@ def test_regions_empty_in_the_baseline_but_never_a_failed_one(aws, tmp_path, cap
                                                              monkeypatch):
     launch(ec2(aws, "us-east-1"), 1)
     config = write_config(tmp_path, regions=REGIONS)
-    with FailingProxy(aws) as proxy:
+    with Proxy(aws) as proxy:
         proxy.failing = {"ap-southeast-2"}
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         baseline = collect(capsys, config)
