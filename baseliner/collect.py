@@ -110,7 +110,7 @@ def merge_scopes(scopes: Iterable[ScopeResult]) -> tuple[ScopeResult, ...]:
     by_scope: dict[Scope, ScopeResult] = {}
     for result in scopes:
         previous = by_scope.get(result.scope)
-        if previous is None or _rank(result) > _rank(previous):
+        if previous is None or result.outcome.rank > previous.outcome.rank:
             by_scope[result.scope] = result
     return tuple(by_scope[s] for s in sorted(by_scope))
 
@@ -131,7 +131,3 @@ def build_snapshot(
         scopes=merge_scopes(scopes),
         source=source,
     )
-
-
-def _rank(result: ScopeResult) -> int:
-    return {Outcome.OK: 0, Outcome.SKIPPED: 1, Outcome.FAILED: 2}[result.outcome]

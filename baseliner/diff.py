@@ -22,13 +22,13 @@ from deepdiff import DeepDiff
 
 from .fingerprint import SHADOWED_RAW_PATHS, VOLATILE_FIELDS, strip_volatile
 from .model import (
-    ALL,
     Change,
     Entry,
     Finding,
     InstanceRecord,
     Outcome,
     Scope,
+    ScopeOutcomes,
     ScopeResult,
     Severity,
     State,
@@ -51,22 +51,21 @@ class Side:
 
 def diff(old: Side, new: Side, load: Loader) -> list[Finding]:
     """Findings (severity and techniques not yet assigned) in a deterministic order."""
-    old_scopes = _outcomes(old.scopes)
-    new_scopes = _outcomes(new.scopes)
+    old_scopes = ScopeOutcomes(old.scopes)
+    new_scopes = ScopeOutcomes(new.scopes)
 
     def comparable(scope: Scope) -> bool:
         return (
-            _outcome(old_scopes, scope) is Outcome.OK
-            and _outcome(new_scopes, scope) is Outcome.OK
+            old_scopes.outcome(scope) is Outcome.OK and new_scopes.outcome(scope) is Outcome.OK
         )
 
     def newly_enabled(scope: Scope) -> bool:
         """A region disabled before and collected now: whatever runs there is new (T1535)."""
-        before = _lookup(old_scopes, scope)
+        before = old_scopes.result(scope)
         return (
             before is not None
             and before.region_disabled
-            and _outcome(new_scopes, scope) is Outcome.OK
+            and new_scopes.outcome(scope) is Outcome.OK
         )
 
     findings: list[Finding] = []
@@ -108,46 +107,22 @@ def diff(old: Side, new: Side, load: Loader) -> list[Finding]:
 # ---------------------------------------------------------------- scopes
 
 
-def _outcomes(results: Iterable[ScopeResult]) -> dict[Scope, ScopeResult]:
-    return {r.scope: r for r in results}
-
-
-def _lookup(results: Mapping[Scope, ScopeResult], scope: Scope) -> ScopeResult | None:
-    """The outcome recorded for ``scope``: its own, else the worst wildcard covering it."""
-    exact = results.get(scope)
-    if exact is not None:
-        return exact
-    covering = [r for s, r in results.items() if s.covers(scope)]
-    if not covering:
-        return None
-    return max(covering, key=lambda r: _OUTCOME_RANK[r.outcome])
-
-
-_OUTCOME_RANK = {Outcome.OK: 0, Outcome.SKIPPED: 1, Outcome.FAILED: 2}
-
-
-def _outcome(results: Mapping[Scope, ScopeResult], scope: Scope) -> Outcome | None:
-    found = _lookup(results, scope)
-    return found.outcome if found else None
-
-
 def _coverage_gaps(
-    old_scopes: Mapping[Scope, ScopeResult],
-    new_scopes: Mapping[Scope, ScopeResult],
+    old_scopes: ScopeOutcomes,
+    new_scopes: ScopeOutcomes,
     old_entries: Mapping[str, Entry],
     new_entries: Mapping[str, Entry],
     unverified: Mapping[Scope, Mapping[str, int]],
 ) -> list[Finding]:
-    named = old_scopes.keys() | new_scopes.keys()
-    concrete = {s for s in named if ALL not in (s.account, s.region)}
+    concrete = old_scopes.concrete | new_scopes.concrete
     concrete |= {e.scope for e in old_entries.values()} | {e.scope for e in new_entries.values()}
-    wildcards = {s for s in old_scopes.keys() | new_scopes.keys() if s not in concrete}
+    wildcards = {r.scope for r in old_scopes.wildcards + new_scopes.wildcards}
     # A wildcard failure is reported through the concrete scopes it covers; on its own only
     # when it covers none of them (an account that has never been collected).
     candidates = concrete | {w for w in wildcards if not any(w.covers(c) for c in concrete)}
     findings = []
     for scope in sorted(candidates):
-        before, after = _lookup(old_scopes, scope), _lookup(new_scopes, scope)
+        before, after = old_scopes.result(scope), new_scopes.result(scope)
         was = before.outcome if before else None
         now = after.outcome if after else None
         if was is Outcome.OK and now is Outcome.OK:

@@ -7,6 +7,7 @@ imports an SDK, SQLite or rich, so each step can be tested without the others.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "InventoryRow",
     "Outcome",
     "Scope",
+    "ScopeOutcomes",
     "ScopeResult",
     "Severity",
     "Snapshot",
@@ -67,6 +69,14 @@ class Outcome(StrEnum):
     OK = "ok"
     FAILED = "failed"
     SKIPPED = "skipped"
+
+    @property
+    def rank(self) -> int:
+        """How little the outcome tells: when two results speak for one scope, the worse wins."""
+        return _OUTCOME_RANK[self]
+
+
+_OUTCOME_RANK = {Outcome.OK: 0, Outcome.SKIPPED: 1, Outcome.FAILED: 2}
 
 
 class Severity(StrEnum):
@@ -119,6 +129,33 @@ class ScopeResult:
         """Skipped because the region is not enabled for the account: nothing can run there,
         so it was known to be empty (unlike a scope that failed or was left out)."""
         return self.outcome is Outcome.SKIPPED and self.detail.startswith(REGION_NOT_ENABLED)
+
+
+class ScopeOutcomes:
+    """The scope outcomes of one snapshot, looked up as every consumer needs them: a scope's
+    own result, else the worst wildcard result covering it (``aws/123/*``: an account whose
+    regions could not even be listed)."""
+
+    def __init__(self, results: Iterable[ScopeResult]) -> None:
+        self.by_scope: dict[Scope, ScopeResult] = {r.scope: r for r in results}
+        self.wildcards = [r for r in self.by_scope.values()
+                          if ALL in (r.scope.account, r.scope.region)]
+
+    @property
+    def concrete(self) -> set[Scope]:
+        return {s for s in self.by_scope if ALL not in (s.account, s.region)}
+
+    def covering(self, scope: Scope) -> ScopeResult | None:
+        """The worst wildcard result covering ``scope``."""
+        found = [r for r in self.wildcards if r.scope.covers(scope)]
+        return max(found, key=lambda r: r.outcome.rank) if found else None
+
+    def result(self, scope: Scope) -> ScopeResult | None:
+        return self.by_scope.get(scope) or self.covering(scope)
+
+    def outcome(self, scope: Scope) -> Outcome | None:
+        found = self.result(scope)
+        return found.outcome if found else None
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from .model import (
     InventoryRow,
     Outcome,
     Scope,
+    ScopeOutcomes,
     ScopeResult,
     Severity,
     finding_order,
@@ -521,36 +522,6 @@ def _change_thresholds(findings: list[Finding], config: RulesConfig) -> list[Fin
 # ---------------------------------------------------------------- unused regions
 
 
-class _Outcomes:
-    """Scope outcomes of one snapshot: a scope's own, else the worst of the wildcard outcomes
-    (a failed account, ``aws/123/*``) covering it."""
-
-    _RANK = {Outcome.OK: 0, Outcome.SKIPPED: 1, Outcome.FAILED: 2}
-
-    def __init__(self, results: Iterable[ScopeResult]) -> None:
-        self.exact: dict[Scope, Outcome] = {}
-        self.wildcards: list[ScopeResult] = []
-        self.disabled: set[Scope] = set()
-        for r in results:
-            if ALL in (r.scope.account, r.scope.region):
-                self.wildcards.append(r)
-            else:
-                self.exact[r.scope] = r.outcome
-                if r.region_disabled:
-                    self.disabled.add(r.scope)
-
-    def __call__(self, scope: Scope) -> Outcome | None:
-        if scope in self.exact:
-            return self.exact[scope]
-        found = self.covering(scope)
-        return found.outcome if found else None
-
-    def covering(self, scope: Scope) -> ScopeResult | None:
-        """The worst wildcard result covering ``scope``."""
-        covering = [r for r in self.wildcards if r.scope.covers(scope)]
-        return max(covering, key=lambda r: self._RANK[r.outcome]) if covering else None
-
-
 def _region_expected(provider: str, region: str, patterns: Sequence[str]) -> bool:
     if provider == "azure":  # Azure location names are case-insensitive
         region = region.lower()
@@ -570,7 +541,7 @@ def _unused_regions(
     A region the baseline failed or skipped for another reason was not seen empty, so it
     is never unused on that ground."""
     rules: dict[Scope, dict[str, Any]] = {}
-    outcome = _Outcomes(baseline.scopes if baseline else ())
+    outcomes = ScopeOutcomes(baseline.scopes if baseline else ())
     for scope in counts:
         patterns = config.expected_regions.get(scope.provider)
         if patterns is not None:
@@ -579,7 +550,8 @@ def _unused_regions(
         elif (
             baseline is not None
             and baseline.counts.get(scope, 0) == 0
-            and (outcome(scope) is Outcome.OK or scope in outcome.disabled)
+            and (found := outcomes.result(scope)) is not None
+            and (found.outcome is Outcome.OK or found.region_disabled)
         ):
             rules[scope] = {"empty_in_baseline": baseline.snapshot_id}
     if not rules:
@@ -667,15 +639,14 @@ def inventory_rows(
     flags: dict[Scope, set[str]] = defaultdict(set)
     for f in findings:
         flags[Scope(f.provider, f.account, f.region)].add(f.kind)
-    by_scope = {r.scope: r for r in scopes}
-    outcomes = _Outcomes(scopes)
+    outcomes = ScopeOutcomes(scopes)
     # A failed wildcard (an account whose role could not be assumed) is a row of its own:
     # none of its regions could even be listed.
     wildcards = {r.scope for r in outcomes.wildcards if r.outcome is Outcome.FAILED}
     rows = []
     empty = skipped = 0
-    for scope in sorted(set(states) | set(outcomes.exact) | wildcards):
-        result = by_scope.get(scope) or outcomes.covering(scope)
+    for scope in sorted(set(states) | outcomes.concrete | wildcards):
+        result = outcomes.result(scope)
         outcome = result.outcome if result else None
         n = sum(states[scope].values()) if scope in states else 0
         if n == 0 and outcome is Outcome.OK:
