@@ -479,12 +479,8 @@ def discover_projects(gcp: GcpConfig, credentials: Any, backoff: Backoff) -> lis
                 f"projects.search {container or '(all)'}",
             ):
                 found.extend(p.project_id for p in page.projects if p.state == active)
-    except ProviderError:
-        raise
     except Exception as exc:
-        if not _translatable(exc):
-            raise
-        raise ProviderError(_describe(exc)) from None
+        raise _translated(exc) from None
     return list(dict.fromkeys(found))
 
 
@@ -538,12 +534,8 @@ def _project_runner(
                 client_options=_client_options(gcp.endpoint),
             ) as client:
                 listing = fetch(client, project, backoff)
-        except ProviderError:
-            raise
         except Exception as exc:
-            if not _translatable(exc):
-                raise
-            raise ProviderError(_describe(exc)) from None
+            raise _translated(exc) from None
         records = []
         for raw in listing.instances:
             zone = last_segment(raw["zone"]) or ""
@@ -622,6 +614,14 @@ def _transient(exc: Exception) -> bool:
     if isinstance(exc, gexc.Forbidden):
         return bool(_reasons(exc) & _RATE_LIMIT_REASONS)
     return isinstance(exc, requests.ConnectionError | requests.Timeout | TransportError)
+
+
+def _translated(exc: Exception) -> Exception:
+    """The exception to raise at the provider boundary: ours as it is, a Google API or
+    transport error as a one-line ProviderError, anything else (a bug) untouched."""
+    if isinstance(exc, ProviderError) or not _translatable(exc):
+        return exc
+    return ProviderError(_describe(exc))
 
 
 def _translatable(exc: Exception) -> bool:
