@@ -21,8 +21,11 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import os
 import ssl
+import stat
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -368,3 +371,16 @@ def _handler(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def install_az_cli(directory: Path, monkeypatch: Any, ca_file: Path) -> None:
+    """A stand-in ``az`` on PATH that prints a token (for the "cli" credential, so no test
+    builds DefaultAzureCredential), and the fake's CA for requests."""
+    bin_dir = directory / "bin"
+    bin_dir.mkdir()
+    az = bin_dir / "az"
+    token = {"accessToken": TOKEN, "expires_on": int(time.time()) + 3600, "tokenType": "Bearer"}
+    az.write_text(f"#!/bin/sh\necho '{json.dumps(token)}'\n")
+    az.chmod(az.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))

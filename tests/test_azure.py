@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import stat
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from baseliner.providers import azure as azure_provider
 from baseliner.providers.exports import read_exports
 from baseliner.redact import is_marker, redact
 
-from .fake_azure import TOKEN, FakeArm, make_certificate
+from .fake_azure import TOKEN, FakeArm, install_az_cli, make_certificate
 
 DATA = Path(__file__).parent / "data" / "azure"
 SAMPLE = Path(__file__).parent.parent / "snapshots" / "sample"
@@ -593,15 +592,7 @@ def test_importing_the_provider_loads_no_azure_sdk():
 
 @pytest.fixture
 def az_login(tmp_path, monkeypatch, certificate) -> None:
-    """A stand-in ``az`` on PATH for AzureCliCredential, and the fake's CA for requests."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    az = bin_dir / "az"
-    token = {"accessToken": TOKEN, "expires_on": int(time.time()) + 3600, "tokenType": "Bearer"}
-    az.write_text(f"#!/bin/sh\necho '{json.dumps(token)}'\n")
-    az.chmod(az.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
+    install_az_cli(tmp_path, monkeypatch, certificate[0])
 
 
 def write_config(tmp_path: Path, arm: FakeArm) -> Path:

@@ -5,10 +5,7 @@ still reported (through its hash marker)."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import stat
-import time
 import zlib
 
 import pytest
@@ -16,7 +13,7 @@ import pytest
 from baseliner.cli import main
 
 from .aws_fakes import ec2, launch, moto_server, reset
-from .fake_azure import TOKEN, FakeArm, make_certificate
+from .fake_azure import FakeArm, install_az_cli, make_certificate
 from .fake_gcp import FakeGcpServer
 
 STARTUP = "#!/bin/sh\ncurl -H 'Authorization: Bearer s3cr3t-gcp-token-123' https://x"
@@ -27,18 +24,6 @@ ADMIN_PASSWORD = "Planted-Azure-Admin-Pw-9"
 SECRETS = ("s3cr3t-gcp-token-123", "AAAAC3NzaC1lZDI1NTE5AAAAIPlantedSshKeyMaterial",
            "Planted-AWS-Tag-Secret-42", "rotated-secret-value-77", CUSTOM_DATA, ADMIN_PASSWORD)
 SUBSCRIPTION = "aaaaaaaa-1111-2222-3333-444444444444"
-
-
-def az_login(tmp_path, monkeypatch, ca_file) -> None:
-    """A stand-in ``az`` for the "cli" credential, and the fake ARM's CA for requests."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    az = bin_dir / "az"
-    token = {"accessToken": TOKEN, "expires_on": int(time.time()) + 3600, "tokenType": "Bearer"}
-    az.write_text(f"#!/bin/sh\necho '{json.dumps(token)}'\n")
-    az.chmod(az.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +53,7 @@ def test_no_planted_secret_reaches_storage_json_or_terminal(tmp_path, capsys, mo
                                                              request):
     (tmp_path / "tls").mkdir()
     certificate = make_certificate(tmp_path / "tls")
-    az_login(tmp_path, monkeypatch, certificate[0])
+    install_az_cli(tmp_path, monkeypatch, certificate[0])
     arm = FakeArm(*certificate).start()
     request.addfinalizer(arm.stop)
     with moto_server() as endpoint, FakeGcpServer() as gcp:
