@@ -265,16 +265,13 @@ def cmd_demo(args: argparse.Namespace, out: Any, err: Any) -> int:
     moments = [args.sample_dir / "t1", args.sample_dir / "t2"]
     for moment in moments:
         if not moment.is_dir():
-            from .errors import InputError
-
             raise InputError(f"{moment}: sample export folder not found")
     with (
         tempfile.TemporaryDirectory(prefix="baseliner-demo-") as tmp,
         open_store(Path(tmp) / "demo.db", create=True) as store,
     ):
         for moment in moments:
-            snapshot = pipeline.collect(Config(), [moment])
-            snapshot_id = store.write_snapshot(snapshot)
+            snapshot_id, snapshot = pipeline.collect_into(store, Config(), [moment])
             if args.format == "table":
                 out.print(report.collect_summary(snapshot_id, snapshot))
         args.old, args.new, args.fail_on = None, None, None

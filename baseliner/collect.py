@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 
 from .errors import ProviderError
-from .model import InstanceRecord, Outcome, Scope, ScopeResult, Snapshot
+from .model import InstanceRecord, Outcome, Scope, ScopeResult
 from .providers import Plan, UnitResult, WorkUnit
 
 logger = logging.getLogger(__name__)
@@ -113,21 +113,3 @@ def merge_scopes(scopes: Iterable[ScopeResult]) -> tuple[ScopeResult, ...]:
         if previous is None or result.outcome.rank > previous.outcome.rank:
             by_scope[result.scope] = result
     return tuple(by_scope[s] for s in sorted(by_scope))
-
-
-def build_snapshot(
-    records: Iterable[InstanceRecord],
-    scopes: Iterable[ScopeResult],
-    source: str,
-    taken_at: str | None = None,
-) -> Snapshot:
-    """Assemble a snapshot, deduplicating keys and ordering everything deterministically."""
-    by_key: dict[str, InstanceRecord] = {}
-    for record in records:
-        by_key[record.key] = record
-    return Snapshot(
-        taken_at=taken_at or now(),
-        records=tuple(by_key[k] for k in sorted(by_key)),
-        scopes=merge_scopes(scopes),
-        source=source,
-    )

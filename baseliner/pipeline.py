@@ -11,7 +11,7 @@ from pathlib import Path
 from . import diff as diffing
 from . import history as history_mod
 from . import rules
-from .collect import Progress, Sink, build_snapshot, merge_scopes, now, run_plans
+from .collect import Progress, Sink, merge_scopes, now, run_plans
 from .config import Config
 from .errors import InputError, ProviderError
 from .model import (
@@ -32,16 +32,6 @@ from .providers.exports import read_exports
 from .store import SnapshotWriter, Store
 
 logger = logging.getLogger(__name__)
-
-
-def collect(
-    config: Config, exports: Sequence[Path] = (), progress: Progress | None = None
-) -> Snapshot:
-    """A snapshot held in memory, from saved exports when given, else from every configured
-    provider. For large estates use :func:`prepare` / :func:`collect_into`, which hand the
-    records to the store as they arrive."""
-    result = _gather(config, exports, progress, sink=None)
-    return build_snapshot(result.records, result.scopes, source=_source(exports))
 
 
 class Prepared:
@@ -98,16 +88,15 @@ def _gather(
     config: Config,
     exports: Sequence[Path],
     progress: Progress | None,
-    sink: Sink | None,
+    sink: Sink,
 ) -> UnitResult:
+    """Records go to ``sink``; the scope outcomes are returned."""
     if exports:
         result = read_exports(exports)
-        if sink is not None:
-            sink(result.records)
-            result = UnitResult(records=[], scopes=result.scopes)
+        sink(result.records)
         if progress:
             progress(1, 1, "exports")
-        return result
+        return UnitResult(records=[], scopes=result.scopes)
     plans = [(_plan(name, config), _max_workers(config, name)) for name in config.providers]
     return run_plans(plans, progress, sink)
 
